@@ -1,0 +1,159 @@
+"""Error codes and messages, shared by the API (as ApiError bodies) and the workers (as task errors).
+
+Each condition is a small class named for it, with a fixed code, an HTTP status and a message
+template whose positional fields are the ApiError `args`, as vCDA does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class H4Error(Exception):
+    """Base of every error the service reports; renders as a vCDA ApiError."""
+
+    code = "GeneralServerFailure"
+    status = 500
+    template = "An internal error occurred."
+
+    def __init__(self, *args: object, msg: str | None = None) -> None:
+        self.args_list = [str(a) for a in args]
+        self.msg = msg if msg is not None else self._format()
+        super().__init__(self.msg)
+
+    def _format(self) -> str:
+        try:
+            return self.template.format(*self.args_list)
+        except (IndexError, KeyError):
+            return self.template
+
+    def to_api_error(self, stacktrace: str = "") -> dict[str, Any]:
+        return {"args": self.args_list, "code": self.code, "msg": self.msg,
+                "stacktrace": stacktrace}
+
+
+# --- request errors -------------------------------------------------------------------------
+
+class BadUserInput(H4Error):
+    code, status, template = "BadUserInput", 400, "Invalid input: {0}"
+
+
+class NotAuthenticated(H4Error):
+    code, status, template = "NotAuthenticated", 401, "Authentication required."
+
+
+class InvalidCredentials(H4Error):
+    code, status, template = "NotAuthenticated", 401, "Invalid credentials."
+
+
+class InvalidDownloadCookie(H4Error):
+    code, status, template = "InvalidDownloadCookie", 401, "Invalid or expired download cookie."
+
+
+class Forbidden(H4Error):
+    code, status, template = "Forbidden", 403, "Permission denied."
+
+
+class BackupNotFound(H4Error):
+    code, status, template = "BackupNotFound", 404, "Backup {0} not found."
+
+
+class TaskNotFound(H4Error):
+    code, status, template = "TaskNotFound", 404, "Task {0} not found."
+
+
+class RouteNotFound(H4Error):
+    code, status, template = "NotFound", 404, "No such resource: {0}"
+
+
+class MethodNotAllowed(H4Error):
+    code, status, template = "MethodNotAllowed", 405, "Method {0} is not allowed on {1}."
+
+
+class NotAcceptable(H4Error):
+    code, status, template = "NotAcceptable", 406, "Cannot produce any of the accepted media types: {0}"
+
+
+class Conflict(H4Error):
+    code, status, template = "Conflict", 409, "{0}"
+
+
+class PayloadTooLarge(H4Error):
+    code, status, template = "PayloadTooLarge", 413, "Request body is larger than {0} bytes."
+
+
+class UnsupportedMediaType(H4Error):
+    code, status, template = "UnsupportedMediaType", 415, "Unsupported request media type: {0}"
+
+
+class RangeNotSatisfiable(H4Error):
+    code, status, template = "RangeNotSatisfiable", 416, "Range not satisfiable for size {0}."
+
+
+class BackupQuotaExceeded(H4Error):
+    code, status = "BackupQuotaExceeded", 409
+    template = "Backup quota exceeded. Number of allowed backups: {0}, current backup count: {1}"
+
+
+class TooManyRequests(H4Error):
+    code, status, template = "TooManyRequests", 429, "Too many requests; retry in {0} seconds."
+
+
+class ServiceUnavailable(H4Error):
+    code, status, template = "ServiceUnavailable", 503, "Service temporarily unavailable: {0}"
+
+
+class GeneralServerFailure(H4Error):
+    code, status, template = "GeneralServerFailure", 500, "An internal error occurred."
+
+
+# --- task failures (end a task FAILED with this code) ---------------------------------------
+
+class SourceUnavailable(H4Error):
+    code, status, template = "SourceUnavailable", 500, "Backup source {0} is not readable: {1}"
+
+
+class InsufficientStorage(H4Error):
+    code, status, template = "InsufficientStorage", 507, "Not enough space to store the backup in {0}."
+
+
+class StorageFailure(H4Error):
+    code, status, template = "StorageFailure", 500, "Could not write the backup file: {0}"
+
+
+class WorkerLost(H4Error):
+    code, status, template = "WorkerLost", 500, "The worker running this task was lost."
+
+
+class TaskCanceled(H4Error):
+    code, status, template = "TaskCanceled", 409, "The task was canceled."
+
+
+class WrongPassword(H4Error):
+    code, status, template = "WrongPassword", 400, "The password does not open this backup."
+
+
+class BackupCorrupted(H4Error):
+    code, status, template = "BackupCorrupted", 422, "The backup file is damaged: {0}"
+
+
+class UnsafeArchiveMember(H4Error):
+    code, status, template = "UnsafeArchiveMember", 422, "Refused archive member {0}: {1}"
+
+
+# --- task warnings (non-fatal, listed on the task) ------------------------------------------
+
+class FileChanged(H4Error):
+    code, status, template = "FileChanged", 200, "File {0} changed while it was read."
+
+
+class FileVanished(H4Error):
+    code, status, template = "FileVanished", 200, "File {0} disappeared before it was read."
+
+
+class FileUnreadable(H4Error):
+    code, status, template = "FileUnreadable", 200, "File {0} could not be read: {1}"
+
+
+class FileSkipped(H4Error):
+    code, status, template = "FileSkipped", 200, "File {0} was skipped: {1}"
