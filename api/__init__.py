@@ -1,0 +1,92 @@
+"""The REST API: create_app builds the Flask app around the store and the task dispatcher."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask, g, request
+from flask_smorest import Api
+
+from api import errors, media
+from api.schemas import ApiErrorSchema
+from common.bootstrap import ensure_admin, transit_key
+from common.config import Settings, load_settings
+from common.secrecy import TransitSealer
+from common.store import Store
+
+OPERATION_ID = "operationID"
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: Store
+    sealer: TransitSealer
+    dispatcher: Any
+
+
+class H4Api(Api):
+    """flask-smorest with vCDA's ApiError as the one error body."""
+
+    ERROR_SCHEMA = ApiErrorSchema
+
+    def handle_http_exception(self, error):
+        return errors.error_response(errors.from_http_exception(error))
+
+
+def create_app(settings: Settings | None = None, store: Store | None = None,
+               dispatcher: Any = None) -> Flask:
+    settings = settings or load_settings()
+    app = Flask("h4backup")
+    app.config.update(_flask_config(settings))
+    store = store or Store.from_url(settings.redis_url or "redis://127.0.0.1:6379/0",
+                                    settings.task_ttl_seconds)
+    if dispatcher is None:
+        from api.dispatch import CeleryDispatcher
+        from common.celery_app import make_celery
+
+        dispatcher = CeleryDispatcher(make_celery(settings))
+    app.extensions["h4"] = Services(settings, store, TransitSealer(transit_key(settings)),
+                                    dispatcher)
+    ensure_admin(store, settings)
+    _register_hooks(app, settings)
+    _register_blueprints(app)
+    return app
+
+
+def _flask_config(settings: Settings) -> dict[str, Any]:
+    return {
+        "H4_DEBUG": settings.debug,
+        "MAX_CONTENT_LENGTH": settings.max_body_bytes,
+        "API_TITLE": "h4backup",
+        "API_VERSION": media.API_VERSION,
+        "OPENAPI_VERSION": "3.0.3",
+        "OPENAPI_URL_PREFIX": "/",
+        "OPENAPI_JSON_PATH": "openapi.json",
+        "API_SPEC_OPTIONS": {"info": {"description": "Backup tasks, vCDA 4.5 compatible."}},
+        "JSON_SORT_KEYS": True,
+    }
+
+
+def _register_hooks(app: Flask, settings: Settings) -> None:
+    @app.before_request
+    def negotiate():
+        g.operation_id = (request.headers.get(OPERATION_ID) or "")[:128] or None
+        media.check_accept()
+        media.check_body(settings.max_body_bytes)
+
+    @app.after_request
+    def decorate(response):
+        if g.get("operation_id"):
+            response.headers[OPERATION_ID] = g.operation_id
+        return media.use_vendor_type(response)
+
+
+def _register_blueprints(app: Flask) -> None:
+    from api import backups, sessions, tasks
+
+    api = H4Api(app)
+    errors.register(app)
+    for module in (sessions, backups, tasks):
+        api.register_blueprint(module.blp)

@@ -1,4 +1,4 @@
-"""Error codes and messages, shared by the API (as ApiError bodies) and the workers (as task errors).
+"""Error codes and messages: ApiError bodies in the API, task errors in the workers.
 
 Each condition is a small class named for it, with a fixed code, an HTTP status and a message
 template whose positional fields are the ApiError `args`, as vCDA does.
@@ -71,7 +71,8 @@ class MethodNotAllowed(H4Error):
 
 
 class NotAcceptable(H4Error):
-    code, status, template = "NotAcceptable", 406, "Cannot produce any of the accepted media types: {0}"
+    code, status = "NotAcceptable", 406
+    template = "Cannot produce any of the accepted media types: {0}"
 
 
 class Conflict(H4Error):
@@ -114,7 +115,8 @@ class SourceUnavailable(H4Error):
 
 
 class InsufficientStorage(H4Error):
-    code, status, template = "InsufficientStorage", 507, "Not enough space to store the backup in {0}."
+    code, status = "InsufficientStorage", 507
+    template = "Not enough space to store the backup in {0}."
 
 
 class StorageFailure(H4Error):

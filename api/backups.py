@@ -1,0 +1,85 @@
+"""/backups: generate (with a server- or client-chosen id) and list backups."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from flask import current_app, g, url_for
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from api.auth import admin_required, current_caller
+from api.media import RESPONSE_TYPE
+from api.schemas import ApiTaskSchema, BackupInfoSchema, NewBackupRequestSchema
+from common import tasks
+from common.errors import BackupQuotaExceeded, BadUserInput, ServiceUnavailable
+
+log = logging.getLogger("h4backup.api")
+
+blp = Blueprint("backups", __name__, url_prefix="/backups",
+                description="Generate, list and download backups.")
+
+
+def _location(task_id: str) -> dict[str, str]:
+    return {"Location": url_for("tasks.Task", task_id=task_id, _external=True)}
+
+
+def _check_password(password: str | None) -> str | None:
+    limit = current_app.extensions["h4"].settings.max_password_bytes
+    if password is not None and len(password.encode()) > limit:
+        raise BadUserInput(f"password is longer than {limit} bytes")
+    return password or None
+
+
+def start_backup(backup_id: str, password: str | None):
+    """Write the task row (counting it against the quota), then send the message."""
+    services = current_app.extensions["h4"]
+    caller = current_caller()
+    row = tasks.new_backup_task(caller.user, backup_id, encrypted=password is not None,
+                                operation_id=g.get("operation_id"))
+    sealed = services.sealer.seal(password, row["id"]) if password else None
+    created = services.store.create_backup_task(
+        row, backup_id, services.settings.backup_quota, sealed, tasks.SECRET_TTL_SECONDS)
+    if created.outcome == "quota":
+        raise BackupQuotaExceeded(services.settings.backup_quota, created.count)
+    if created.outcome == "created":
+        _dispatch(services, row["id"])
+    task = services.store.get_task(created.task_id)
+    return task, 202, _location(created.task_id)
+
+
+def _dispatch(services, task_id: str) -> None:
+    try:
+        services.dispatcher.send(tasks.GENERATE_BACKUP, task_id)
+    except Exception as exc:  # any broker failure: the accepted row must not stay RUNNING
+        log.error("could not queue task %s: %s", task_id, type(exc).__name__)
+        error = ServiceUnavailable("the task queue is not reachable")
+        services.store.fail(task_id, error.to_api_error())
+        raise error from None
+
+
+@blp.route("")
+class Backups(MethodView):
+    @admin_required
+    @blp.arguments(NewBackupRequestSchema)
+    @blp.response(202, ApiTaskSchema, content_type=RESPONSE_TYPE)
+    def post(self, body: dict):
+        """Generate a new backup. Administrators only; returns the task to poll."""
+        return start_backup(str(uuid.uuid4()), _check_password(body.get("password")))
+
+    @admin_required
+    @blp.response(200, BackupInfoSchema(many=True), content_type=RESPONSE_TYPE)
+    def get(self):
+        """Stored backups, newest first. Only whole, stored backups are listed."""
+        return current_app.extensions["h4"].store.list_backups()
+
+
+@blp.route("/<uuid:backup_id>")
+class Backup(MethodView):
+    @admin_required
+    @blp.arguments(NewBackupRequestSchema)
+    @blp.response(202, ApiTaskSchema, content_type=RESPONSE_TYPE)
+    def post(self, body: dict, backup_id: uuid.UUID):
+        """Generate a backup with a client-chosen id; repeating it returns the same task."""
+        return start_backup(str(backup_id), _check_password(body.get("password")))

@@ -1,0 +1,60 @@
+"""Media types: vCDA's vendor JSON type on every response, and checks on what callers send.
+
+Clients send `Accept: application/vnd.vmware.h4-vX.Y+json`, some plain `application/json`,
+PowerCLI echoes the login response's Content-Type back as its Accept. Only an Accept that names
+nothing but h4 versions this service does not speak is refused (406).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from flask import Response, request
+
+from common.errors import BadUserInput, NotAcceptable, PayloadTooLarge, UnsupportedMediaType
+
+API_VERSION = "4.5"
+VENDOR_TYPE = f"application/vnd.vmware.h4-v{API_VERSION}+json"
+RESPONSE_TYPE = f"{VENDOR_TYPE};charset=UTF-8"
+H4_TYPE = re.compile(r"^application/vnd\.vmware\.h4-v([0-9.]+)\+json$")
+JSON_REQUEST_TYPES = {"application/json", VENDOR_TYPE}
+
+
+def check_accept() -> None:
+    """406 when the caller accepts only h4 versions other than ours."""
+    offered = [value.lower() for value, _quality in request.accept_mimetypes]
+    if not offered:
+        return
+    versions = [H4_TYPE.match(value) for value in offered]
+    if all(versions) and not any(m.group(1) == API_VERSION for m in versions if m):
+        raise NotAcceptable(request.headers.get("Accept", ""))
+
+
+def has_body() -> bool:
+    return bool(request.content_length) or "chunked" in request.headers.get(
+        "Transfer-Encoding", "").lower()
+
+
+def check_body(max_bytes: int) -> None:
+    """Bodies must be JSON of a known type, under the size limit, and well formed."""
+    if not has_body():
+        return
+    if request.content_length and request.content_length > max_bytes:
+        raise PayloadTooLarge(max_bytes)
+    if request.mimetype not in JSON_REQUEST_TYPES:
+        raise UnsupportedMediaType(request.mimetype or "(none)")
+    data = request.get_data(cache=True)
+    if len(data) > max_bytes:
+        raise PayloadTooLarge(max_bytes)
+    try:
+        json.loads(data)
+    except (ValueError, RecursionError):
+        raise BadUserInput("the request body is not valid JSON",
+                           msg="The request body is not valid JSON.") from None
+
+
+def use_vendor_type(response: Response) -> Response:
+    if response.mimetype == "application/json":
+        response.headers["Content-Type"] = RESPONSE_TYPE
+    return response

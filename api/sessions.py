@@ -1,0 +1,55 @@
+"""POST/GET/DELETE /sessions: log in with a local user, see who you are, log out."""
+
+from __future__ import annotations
+
+from flask import current_app
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from api.auth import TOKEN_HEADER, current_caller
+from api.schemas import SessionDetailsSchema, SessionRequestSchema
+from common.errors import InvalidCredentials
+from common.secrecy import check_password, new_token, token_digest
+
+blp = Blueprint("sessions", __name__, url_prefix="/sessions",
+                description="Log in and out; the token travels in the X-VCAV-Auth header.")
+
+# Checked when the user does not exist, so that a wrong user name costs as long as a wrong
+# password and timing does not reveal which user names exist.
+_DUMMY_HASH = ("scrypt$32768$8$1$00000000000000000000000000000000$"
+               "0000000000000000000000000000000000000000000000000000000000000000")
+
+
+def session_details(user: str, roles: list[str]) -> dict:
+    return {"user": user, "roles": list(roles), "authenticatedSites": []}
+
+
+@blp.route("")
+class Sessions(MethodView):
+    @blp.arguments(SessionRequestSchema)
+    @blp.response(200, SessionDetailsSchema, headers={TOKEN_HEADER: {
+        "description": "The session token to send on later requests.",
+        "schema": {"type": "string"}}})
+    def post(self, body: dict):
+        """Log in as a local user."""
+        services = current_app.extensions["h4"]
+        user = services.store.get_user(body["localUser"])
+        stored = user["password"] if user else _DUMMY_HASH
+        if not check_password(body["localPassword"], stored) or user is None:
+            raise InvalidCredentials()
+        token = new_token()
+        services.store.create_session(token_digest(token), user["name"], user["roles"],
+                                      services.settings.session_idle_seconds)
+        return session_details(user["name"], user["roles"]), 200, {TOKEN_HEADER: token}
+
+    @blp.response(200, SessionDetailsSchema)
+    def get(self):
+        """The current session."""
+        caller = current_caller()
+        return session_details(caller.user, list(caller.roles))
+
+    @blp.response(204)
+    def delete(self):
+        """Log out: the token stops working at once."""
+        caller = current_caller()
+        current_app.extensions["h4"].store.delete_session(caller.digest)

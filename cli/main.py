@@ -1,0 +1,95 @@
+"""`h4backup`: run the service (serve, api, worker) and manage its users."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+
+from common.config import SettingsError, load_settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.run(args) or 0
+    except SettingsError as exc:
+        print(f"h4backup: bad setting {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="h4backup", description=__doc__)
+    commands = parser.add_subparsers(title="commands")
+    serve = commands.add_parser("serve", help="run the API, a worker and (if needed) Redis")
+    serve.set_defaults(run=_serve)
+    api = commands.add_parser("api", help="run the REST API under gunicorn")
+    api.add_argument("--workers", type=int, default=int(os.environ.get("H4_API_WORKERS", "2")))
+    api.set_defaults(run=_api)
+    worker = commands.add_parser("worker", help="run a Celery worker")
+    worker.add_argument("--concurrency", type=int,
+                        default=int(os.environ.get("H4_WORKER_CONCURRENCY", "1")))
+    worker.add_argument("--name", default=None, help="Celery node name (default h4-<pid>@host)")
+    worker.set_defaults(run=_worker)
+    user = commands.add_parser("user", help="manage local users")
+    user_commands = user.add_subparsers(title="user commands")
+    add = user_commands.add_parser("add", help="create a user or reset its password; the "
+                                   "password is read from H4_NEW_USER_PASSWORD or a prompt")
+    add.add_argument("name")
+    add.add_argument("--admin", action="store_true", help="give the ADMINISTRATORS role")
+    add.set_defaults(run=_user_add)
+    return parser
+
+
+def _serve(_args: argparse.Namespace) -> int:
+    from cli.serve import serve
+
+    return serve(load_settings())
+
+
+def _api(args: argparse.Namespace) -> int:
+    from cli.gunicorn_app import run_api
+
+    return run_api(load_settings(), args.workers)
+
+
+def _worker(args: argparse.Namespace) -> int:
+    load_settings()  # fail early, naming a bad setting, before Celery starts
+    from common.celery_app import QUEUE
+    from worker.app import celery
+
+    name = args.name or f"h4-{os.getpid()}@%h"
+    celery.worker_main(["worker", "-Q", QUEUE, "--concurrency", str(args.concurrency),
+                        "-n", name, "--without-gossip", "--without-mingle"])
+    return 0
+
+
+def _user_add(args: argparse.Namespace) -> int:
+    from common.bootstrap import ADMIN_ROLES
+    from common.secrecy import hash_password
+    from common.store import Store
+
+    settings = load_settings()
+    password = os.environ.get("H4_NEW_USER_PASSWORD") or _prompt_password()
+    store = Store.from_url(settings.redis_url or "redis://127.0.0.1:6379/0")
+    store.put_user(args.name, hash_password(password), ADMIN_ROLES if args.admin else ["EVERYONE"])
+    print(f"user {args.name} saved")
+    return 0
+
+
+def _prompt_password() -> str:
+    first = getpass.getpass("Password: ")
+    if first != getpass.getpass("Again: "):
+        raise SystemExit("h4backup: the passwords differ")
+    return first
+
+
+if __name__ == "__main__":
+    sys.exit(main())

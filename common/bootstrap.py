@@ -1,0 +1,66 @@
+"""What a process does once at start: the transit key, the administrator, the config snapshot."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+from pathlib import Path
+
+from common.config import Settings
+from common.secrecy import check_password, hash_password, load_or_create_key_file
+from common.store import Store
+
+log = logging.getLogger("h4backup")
+
+ADMIN_ROLES = ["ADMINISTRATORS"]
+
+
+def transit_key(settings: Settings) -> bytes:
+    """The key sealing passwords in transit; every API and worker process must share it."""
+    return settings.transit_key or load_or_create_key_file(settings.data_dir / "transit.key")
+
+
+def admin_password_file(settings: Settings) -> Path:
+    return settings.data_dir / "admin-password"
+
+
+def admin_password(settings: Settings) -> str:
+    """The configured administrator password, or one generated once into the data folder."""
+    if settings.admin_password:
+        return settings.admin_password
+    path = admin_password_file(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secrets.token_urlsafe(18) + "\n")
+    log.info("generated an administrator password into %s", path)
+    return path.read_text().strip()
+
+
+def ensure_admin(store: Store, settings: Settings) -> None:
+    """Create the administrator, or reset its password when the configured one changed."""
+    password = admin_password(settings)
+    user = store.get_user(settings.admin_user)
+    if user and check_password(password, user["password"]) and user["roles"] == ADMIN_ROLES:
+        return
+    store.put_user(settings.admin_user, hash_password(password), ADMIN_ROLES)
+
+
+def write_config_snapshot(settings: Settings) -> None:
+    """The service's own configuration, without secrets: the default backup source."""
+    settings.config_dir.mkdir(parents=True, exist_ok=True)
+    snapshot = {
+        "backupDir": str(settings.backup_dir), "restoreDir": str(settings.restore_dir),
+        "sources": {s.name: str(s.path) for s in settings.sources},
+        "adminUser": settings.admin_user, "port": settings.port,
+        "backupQuota": settings.backup_quota, "zstdLevel": settings.zstd_level,
+    }
+    target = settings.config_dir / "settings.json"
+    temporary = target.with_suffix(".json.tmp")
+    temporary.write_text(json.dumps(snapshot, indent=2, sort_keys=True) + "\n")
+    temporary.replace(target)

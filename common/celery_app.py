@@ -1,0 +1,45 @@
+"""The Celery policy, in one place: what the API sends with and what the workers run with.
+
+Tasks are acknowledged only after they end, and a message whose worker died is redelivered,
+so a crash never loses an accepted backup; the per-task lease in the store keeps a redelivered
+message from running a task twice at once. Messages are JSON and carry task ids only.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from common.config import Settings
+
+QUEUE = "h4backup"
+# The longest a backup may run; the broker redelivers an unacknowledged message only after
+# a longer visibility timeout, so a slow but living worker is never raced by a second one.
+HARD_TIME_LIMIT_SECONDS = 4 * 3600
+VISIBILITY_TIMEOUT_SECONDS = HARD_TIME_LIMIT_SECONDS + 3600
+
+
+def make_celery(settings: Settings, broker_url: str | None = None) -> Celery:
+    app = Celery("h4backup", broker=broker_url or settings.redis_url)
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        task_ignore_result=True,  # results live in the task rows, not in a result backend
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_time_limit=HARD_TIME_LIMIT_SECONDS,
+        task_soft_time_limit=HARD_TIME_LIMIT_SECONDS - 300,
+        broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_SECONDS},
+        broker_connection_retry_on_startup=True,
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        worker_soft_shutdown_timeout=60.0,
+        worker_enable_soft_shutdown_on_idle=False,
+        task_default_queue=QUEUE,
+        task_send_sent_event=True,
+        worker_send_task_events=True,
+        worker_hijack_root_logger=False,
+        task_publish_retry_policy={"max_retries": 2, "interval_start": 0.2,
+                                   "interval_step": 0.5, "interval_max": 1},
+    )
+    return app

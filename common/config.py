@@ -1,0 +1,184 @@
+"""Settings, read once from the environment at start.
+
+A bad value fails at start with a `SettingsError` that names the variable, so a typo in a
+deployment is found before the first request rather than in the middle of a backup.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_PORT = 8046  # vCDA's API port
+SOURCE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+RESERVED_SOURCE_NAMES = {".", "..", "h4backup-manifest.jsonl"}
+
+
+class SettingsError(ValueError):
+    """A setting has a value the service cannot run with."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        super().__init__(f"{name}: {problem}")
+        self.name = name
+
+
+@dataclass(frozen=True)
+class SourceSetting:
+    name: str
+    path: Path
+
+
+@dataclass(frozen=True)
+class Settings:
+    redis_url: str | None
+    data_dir: Path
+    backup_dir: Path
+    restore_dir: Path
+    sources: tuple[SourceSetting, ...]
+    admin_user: str
+    admin_password: str | None
+    transit_key: bytes | None
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    session_idle_seconds: int = 1800
+    task_ttl_seconds: int = 7 * 24 * 3600
+    backup_quota: int = 24
+    max_body_bytes: int = 64 * 1024
+    max_password_bytes: int = 1024
+    zstd_level: int = 3
+    zstd_threads: int = 2
+    scrypt_work_factor: int = 18
+    debug: bool = False
+    log_level: str = "INFO"
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def config_dir(self) -> Path:
+        """The service's own configuration folder: the default backup source."""
+        return self.data_dir / "config"
+
+
+def default_data_dir(env: Mapping[str, str]) -> Path:
+    base = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "h4backup"
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(name, f"expected a whole number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise SettingsError(name, f"must be between {low} and {high}, got {value}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise SettingsError(name, f"expected true or false, got {raw!r}")
+
+
+def _path(env: Mapping[str, str], name: str, default: Path) -> Path:
+    raw = env.get(name, "").strip()
+    path = Path(raw).expanduser() if raw else default
+    if not path.is_absolute():
+        path = Path.cwd() / path
+    return path
+
+
+def parse_sources(raw: str, name: str = "H4_SOURCES") -> tuple[SourceSetting, ...]:
+    """`config=/etc/app,data=/var/lib/app` -> named sources; names are archive folder names."""
+    sources: list[SourceSetting] = []
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        label, sep, path = item.partition("=")
+        label, path = label.strip(), path.strip()
+        if not sep or not path:
+            raise SettingsError(name, f"expected NAME=/absolute/path, got {item!r}")
+        if not SOURCE_NAME.match(label) or label in RESERVED_SOURCE_NAMES:
+            raise SettingsError(name, f"source name {label!r} must match [A-Za-z0-9_.-]+")
+        if not Path(path).is_absolute():
+            raise SettingsError(name, f"source {label!r} needs an absolute path, got {path!r}")
+        if any(s.name == label for s in sources):
+            raise SettingsError(name, f"source name {label!r} is used twice")
+        sources.append(SourceSetting(label, Path(path)))
+    return tuple(sources)
+
+
+def _transit_key(env: Mapping[str, str]) -> bytes | None:
+    raw = env.get("H4_TRANSIT_KEY", "").strip()
+    file_name = env.get("H4_TRANSIT_KEY_FILE", "").strip()
+    if file_name:
+        try:
+            raw = Path(file_name).read_text().strip()
+        except OSError as exc:
+            raise SettingsError("H4_TRANSIT_KEY_FILE", f"cannot read {file_name}: {exc}") from None
+    if not raw:
+        return None
+    from common.secrecy import decode_key
+
+    try:
+        return decode_key(raw)
+    except ValueError as exc:
+        raise SettingsError("H4_TRANSIT_KEY", str(exc)) from None
+
+
+def _secret(env: Mapping[str, str], name: str) -> str | None:
+    """A secret from NAME or from the file named by NAME_FILE (docker secrets)."""
+    file_name = env.get(f"{name}_FILE", "").strip()
+    if file_name:
+        try:
+            return Path(file_name).read_text().rstrip("\r\n")
+        except OSError as exc:
+            raise SettingsError(f"{name}_FILE", f"cannot read {file_name}: {exc}") from None
+    return env.get(name) or None
+
+
+def _redis_url(env: Mapping[str, str]) -> str | None:
+    url = env.get("H4_REDIS_URL", "").strip()
+    if url and not url.startswith(("redis://", "rediss://", "unix://")):
+        raise SettingsError("H4_REDIS_URL", "must start with redis://, rediss:// or unix://")
+    return url or None
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read every setting once; raise SettingsError naming the first bad one."""
+    env = os.environ if env is None else env
+    data_dir = _path(env, "H4_DATA_DIR", default_data_dir(env))
+    level = env.get("H4_LOG_LEVEL", "INFO").strip().upper() or "INFO"
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise SettingsError("H4_LOG_LEVEL", f"use DEBUG, INFO, WARNING or ERROR, not {level!r}")
+    admin_user = env.get("H4_ADMIN_USER", "admin").strip() or "admin"
+    if not re.match(r"^[A-Za-z0-9_.@-]{1,64}$", admin_user):
+        raise SettingsError("H4_ADMIN_USER", "use letters, digits and _.@- only")
+    sources = parse_sources(env.get("H4_SOURCES", ""))
+    return Settings(
+        redis_url=_redis_url(env),
+        data_dir=data_dir,
+        backup_dir=_path(env, "H4_BACKUP_DIR", data_dir / "backups"),
+        restore_dir=_path(env, "H4_RESTORE_DIR", data_dir / "restores"),
+        sources=sources or (SourceSetting("config", data_dir / "config"),),
+        admin_user=admin_user,
+        admin_password=_secret(env, "H4_ADMIN_PASSWORD"),
+        transit_key=_transit_key(env),
+        host=env.get("H4_HOST", "127.0.0.1").strip() or "127.0.0.1",
+        port=_int(env, "H4_PORT", DEFAULT_PORT, 1, 65535),
+        session_idle_seconds=_int(env, "H4_SESSION_IDLE_SECONDS", 1800, 10, 7 * 24 * 3600),
+        task_ttl_seconds=_int(env, "H4_TASK_TTL_SECONDS", 7 * 24 * 3600, 60, 365 * 24 * 3600),
+        backup_quota=_int(env, "H4_BACKUP_QUOTA", 24, 1, 100000),
+        max_body_bytes=_int(env, "H4_MAX_BODY_BYTES", 64 * 1024, 1024, 64 * 1024 * 1024),
+        zstd_level=_int(env, "H4_ZSTD_LEVEL", 3, 1, 19),
+        zstd_threads=_int(env, "H4_ZSTD_THREADS", 2, 0, 64),
+        scrypt_work_factor=_int(env, "H4_SCRYPT_WORK_FACTOR", 18, 10, 22),
+        debug=_bool(env, "H4_DEBUG"),
+        log_level=level,
+    )

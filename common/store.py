@@ -1,0 +1,356 @@
+"""The only module that reads and writes the service's rows in Redis.
+
+Task rows are one hash each (`h4:task:<id>`). Every change of state runs as a Lua script that
+checks the transition table from `common.states` inside Redis, so two writers can never race a
+task out of a final state: a late progress write after SUCCEEDED simply does nothing. Creating a
+backup task, counting it against the quota and reserving its backup id is one script too, so
+concurrent requests cannot overshoot the quota.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from common.states import TRANSITIONS, TaskState
+
+PREFIX = "h4:"
+MAX_WARNINGS = 100
+JSON_FIELDS = ("result", "error", "warnings", "workflowInfo")
+INT_FIELDS = ("progress", "startTime", "endTime", "lastUpdated", "attempts")
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _allowed_from(target: TaskState) -> str:
+    """States a task may be in to move to `target`, as a list the Lua scripts check."""
+    return ",".join(sorted(s.value for s, moves in TRANSITIONS.items() if target in moves))
+
+
+_CREATE_BACKUP_TASK = """
+local existing = redis.call('GET', KEYS[6])
+if existing then return {'exists', existing} end
+local count = redis.call('ZCARD', KEYS[4]) + redis.call('SCARD', KEYS[5])
+if count >= tonumber(ARGV[1]) then return {'quota', tostring(count)} end
+redis.call('HSET', KEYS[1], unpack(ARGV, 7))
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[2])
+redis.call('SADD', KEYS[5], ARGV[4])
+redis.call('SET', KEYS[6], ARGV[2])
+if ARGV[5] ~= '' then redis.call('SET', KEYS[7], ARGV[5], 'EX', ARGV[6]) end
+return {'created', ARGV[2]}
+"""
+
+_CREATE_TASK = """
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
+return 1
+"""
+
+_PROGRESS = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if state ~= 'RUNNING' then return 0 end
+local current = tonumber(redis.call('HGET', KEYS[1], 'progress') or '0')
+local wanted = math.min(tonumber(ARGV[1]), 99)
+if wanted <= current then return 0 end
+redis.call('HSET', KEYS[1], 'progress', wanted, 'lastUpdated', ARGV[2])
+return 1
+"""
+
+_WARNING = """
+if redis.call('HGET', KEYS[1], 'state') ~= 'RUNNING' then return 0 end
+local warnings = cjson.decode(redis.call('HGET', KEYS[1], 'warnings') or '[]')
+if #warnings >= tonumber(ARGV[2]) then return 0 end
+table.insert(warnings, cjson.decode(ARGV[1]))
+redis.call('HSET', KEYS[1], 'warnings', cjson.encode(warnings), 'lastUpdated', ARGV[3])
+return 1
+"""
+
+# KEYS: task, secret, lease, pending set, backups zset, backup hash, backup->task
+# ARGV: target, allowed-from, now, ttl, result, resultType, error, backupId, generatedOn,
+#       then the backup row's field/value pairs when the finish stores a backup.
+_FINISH = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return 0 end
+local allowed = false
+for s in string.gmatch(ARGV[2], '[^,]+') do if s == state then allowed = true end end
+if not allowed then return 0 end
+local fields = {'state', ARGV[1], 'endTime', ARGV[3], 'lastUpdated', ARGV[3],
+                'result', ARGV[5], 'resultType', ARGV[6], 'error', ARGV[7]}
+if ARGV[1] == 'SUCCEEDED' then table.insert(fields, 'progress'); table.insert(fields, '100') end
+redis.call('HSET', KEYS[1], unpack(fields))
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+redis.call('DEL', KEYS[2], KEYS[3])
+if ARGV[8] ~= '' then
+  redis.call('SREM', KEYS[4], ARGV[8])
+  if #ARGV > 9 then
+    redis.call('HSET', KEYS[6], unpack(ARGV, 10))
+    redis.call('ZADD', KEYS[5], ARGV[9], ARGV[8])
+  elseif ARGV[1] == 'FAILED' then
+    redis.call('DEL', KEYS[7])
+  end
+end
+return 1
+"""
+
+# Claim a task for one run: a lease (set if absent, renewed by the holder's heartbeat) keeps a
+# redelivered message from running the same task twice at once.
+_CLAIM = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return {'missing', '0'} end
+if state ~= 'RUNNING' then return {'final', '0'} end
+local holder = redis.call('GET', KEYS[2])
+if holder and holder ~= ARGV[1] then return {'busy', '0'} end
+redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
+local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+return {'claimed', tostring(attempts)}
+"""
+
+_RENEW = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class Created:
+    """Outcome of asking for a backup task: a new task, the existing one, or over quota."""
+
+    outcome: str  # "created" | "exists" | "quota"
+    task_id: str | None = None
+    count: int = 0
+
+
+class Store:
+    def __init__(self, client: redis.Redis, task_ttl_seconds: int = 7 * 24 * 3600) -> None:
+        self.redis = client
+        self.task_ttl = task_ttl_seconds
+        self._create_backup_task = client.register_script(_CREATE_BACKUP_TASK)
+        self._create_task = client.register_script(_CREATE_TASK)
+        self._progress = client.register_script(_PROGRESS)
+        self._warning = client.register_script(_WARNING)
+        self._finish = client.register_script(_FINISH)
+        self._claim = client.register_script(_CLAIM)
+        self._renew = client.register_script(_RENEW)
+
+    @classmethod
+    def from_url(cls, url: str, task_ttl_seconds: int = 7 * 24 * 3600) -> Store:
+        client = redis.Redis.from_url(url, decode_responses=True, health_check_interval=30,
+                                      socket_connect_timeout=5, socket_timeout=30)
+        return cls(client, task_ttl_seconds)
+
+    # --- keys ------------------------------------------------------------------------------
+
+    @staticmethod
+    def task_key(task_id: str) -> str:
+        return f"{PREFIX}task:{task_id}"
+
+    @staticmethod
+    def _user_tasks_key(user: str) -> str:
+        return f"{PREFIX}tasks:user:{user}"
+
+    @staticmethod
+    def backup_key(backup_id: str) -> str:
+        return f"{PREFIX}backup:{backup_id}"
+
+    # --- users and sessions ----------------------------------------------------------------
+
+    def put_user(self, name: str, password_hash: str, roles: list[str]) -> None:
+        self.redis.hset(f"{PREFIX}user:{name}",
+                        mapping={"name": name, "password": password_hash,
+                                 "roles": json.dumps(roles)})
+
+    def get_user(self, name: str) -> dict[str, Any] | None:
+        row = self.redis.hgetall(f"{PREFIX}user:{name}")
+        if not row:
+            return None
+        return {"name": row["name"], "password": row["password"], "roles": json.loads(row["roles"])}
+
+    def create_session(self, digest: str, user: str, roles: list[str], idle: int) -> None:
+        key = f"{PREFIX}session:{digest}"
+        with self.redis.pipeline() as pipe:
+            pipe.hset(key, mapping={"digest": digest, "user": user, "roles": json.dumps(roles),
+                                    "created": now_ms()})
+            pipe.expire(key, idle)
+            pipe.execute()
+
+    def touch_session(self, digest: str, idle: int) -> dict[str, Any] | None:
+        """The session for a token digest, its idle timer restarted; None when expired."""
+        key = f"{PREFIX}session:{digest}"
+        with self.redis.pipeline() as pipe:
+            pipe.hgetall(key)
+            pipe.expire(key, idle)
+            row, _ = pipe.execute()
+        if not row:
+            return None
+        return {"digest": row["digest"], "user": row["user"], "roles": json.loads(row["roles"])}
+
+    def delete_session(self, digest: str) -> None:
+        self.redis.delete(f"{PREFIX}session:{digest}")
+
+    # --- tasks -----------------------------------------------------------------------------
+
+    def create_backup_task(self, task: dict[str, Any], backup_id: str, quota: int,
+                           sealed_password: str | None, secret_ttl: int) -> Created:
+        """Write a new backup task row unless its backup id is taken or the quota is full."""
+        keys = [self.task_key(task["id"]), f"{PREFIX}tasks", self._user_tasks_key(task["user"]),
+                f"{PREFIX}backups", f"{PREFIX}backups:pending",
+                f"{PREFIX}backup-task:{backup_id}", self._secret_key(task["id"])]
+        args = [quota, task["id"], task["startTime"], backup_id, sealed_password or "",
+                secret_ttl, *_flatten(_encode_task(task))]
+        outcome, value = self._create_backup_task(keys=keys, args=args)
+        if outcome == "quota":
+            return Created("quota", count=int(value))
+        return Created(outcome, task_id=value)
+
+    def create_task(self, task: dict[str, Any]) -> None:
+        keys = [self.task_key(task["id"]), f"{PREFIX}tasks", self._user_tasks_key(task["user"])]
+        self._create_task(keys=keys,
+                          args=[task["id"], task["startTime"], *_flatten(_encode_task(task))])
+
+    def get_task(self, task_id: str) -> dict[str, Any] | None:
+        row = self.redis.hgetall(self.task_key(task_id))
+        return _decode_task(row) if row else None
+
+    def list_tasks(self, user: str | None = None) -> list[dict[str, Any]]:
+        """Tasks newest first, of one user or of all; ids whose row expired are dropped."""
+        index = self._user_tasks_key(user) if user else f"{PREFIX}tasks"
+        ids = self.redis.zrevrange(index, 0, -1)
+        with self.redis.pipeline(transaction=False) as pipe:
+            for task_id in ids:
+                pipe.hgetall(self.task_key(task_id))
+            rows = pipe.execute()
+        gone = [task_id for task_id, row in zip(ids, rows, strict=True) if not row]
+        if gone:
+            self.redis.zrem(index, *gone)
+        return [_decode_task(row) for row in rows if row]
+
+    def record_progress(self, task_id: str, percent: int) -> bool:
+        """Raise a running task's progress; never lowers it, never past 99, never after the end."""
+        return bool(self._progress(keys=[self.task_key(task_id)], args=[int(percent), now_ms()]))
+
+    def add_warning(self, task_id: str, api_error: dict[str, Any]) -> bool:
+        return bool(self._warning(keys=[self.task_key(task_id)],
+                                  args=[json.dumps(api_error), MAX_WARNINGS, now_ms()]))
+
+    def succeed(self, task_id: str, result: dict[str, Any], result_type: str,
+                backup: dict[str, Any] | None = None) -> bool:
+        """End a task SUCCEEDED; with `backup`, list that backup in the same atomic step."""
+        return self._finish_task(task_id, TaskState.SUCCEEDED, result=result,
+                                 result_type=result_type, backup=backup)
+
+    def fail(self, task_id: str, error: dict[str, Any]) -> bool:
+        return self._finish_task(task_id, TaskState.FAILED, error=error)
+
+    def _finish_task(self, task_id: str, target: TaskState, *, result: dict | None = None,
+                     result_type: str | None = None, error: dict | None = None,
+                     backup: dict[str, Any] | None = None) -> bool:
+        backup_id = (backup or {}).get("id") or self._backup_id_of(task_id)
+        keys = [self.task_key(task_id), self._secret_key(task_id), self._lease_key(task_id),
+                f"{PREFIX}backups:pending", f"{PREFIX}backups", self.backup_key(backup_id or "-"),
+                f"{PREFIX}backup-task:{backup_id or '-'}"]
+        args = [target.value, _allowed_from(target), now_ms(), self.task_ttl,
+                _dump(result), result_type or "", _dump(error), backup_id or "",
+                (backup or {}).get("generatedOn", 0)]
+        if backup:
+            args += _flatten({k: _scalar(v) for k, v in backup.items()})
+        return bool(self._finish(keys=keys, args=args))
+
+    def _backup_id_of(self, task_id: str) -> str | None:
+        return self.redis.hget(self.task_key(task_id), "backupId") or None
+
+    # --- passwords in transit --------------------------------------------------------------
+
+    @staticmethod
+    def _secret_key(task_id: str) -> str:
+        return f"{PREFIX}task:{task_id}:secret"
+
+    def sealed_password(self, task_id: str) -> str | None:
+        return self.redis.get(self._secret_key(task_id))
+
+    # --- leases ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _lease_key(task_id: str) -> str:
+        return f"{PREFIX}task:{task_id}:lease"
+
+    def claim(self, task_id: str, holder: str, lease_seconds: int) -> tuple[str, int]:
+        """('claimed', attempt) | ('busy'|'final'|'missing', 0)."""
+        outcome, attempts = self._claim(keys=[self.task_key(task_id), self._lease_key(task_id)],
+                                        args=[holder, lease_seconds])
+        return outcome, int(attempts)
+
+    def renew_lease(self, task_id: str, holder: str, lease_seconds: int) -> bool:
+        return bool(self._renew(keys=[self._lease_key(task_id)], args=[holder, lease_seconds]))
+
+    # --- backups ---------------------------------------------------------------------------
+
+    def list_backups(self) -> list[dict[str, Any]]:
+        """Stored backups, newest first."""
+        ids = self.redis.zrevrange(f"{PREFIX}backups", 0, -1)
+        with self.redis.pipeline(transaction=False) as pipe:
+            for backup_id in ids:
+                pipe.hgetall(self.backup_key(backup_id))
+            rows = pipe.execute()
+        return [_decode_backup(row) for row in rows if row]
+
+    def get_backup(self, backup_id: str) -> dict[str, Any] | None:
+        row = self.redis.hgetall(self.backup_key(backup_id))
+        return _decode_backup(row) if row else None
+
+    def ping(self) -> bool:
+        return bool(self.redis.ping())
+
+
+def _dump(value: Any) -> str:
+    return "" if value is None else json.dumps(value, separators=(",", ":"))
+
+
+def _scalar(value: Any) -> str | int:
+    if isinstance(value, bool):
+        return int(value)
+    return value if isinstance(value, (int, str)) else str(value)
+
+
+def _flatten(mapping: dict[str, Any]) -> list[Any]:
+    return [item for pair in mapping.items() for item in pair]
+
+
+def _encode_task(task: dict[str, Any]) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    for name, value in task.items():
+        if name in JSON_FIELDS:
+            row[name] = _dump(value)
+        elif value is None:
+            row[name] = ""
+        else:
+            row[name] = _scalar(value)
+    return row
+
+
+def _decode_task(row: dict[str, str]) -> dict[str, Any]:
+    task: dict[str, Any] = dict(row)
+    for name in INT_FIELDS:
+        if name in task:
+            task[name] = int(task[name])
+    for name in JSON_FIELDS:
+        task[name] = json.loads(row[name]) if row.get(name) else None
+    task["warnings"] = task["warnings"] or []
+    task["resultType"] = row.get("resultType") or None
+    return task
+
+
+def _decode_backup(row: dict[str, str]) -> dict[str, Any]:
+    backup: dict[str, Any] = dict(row)
+    for name in ("generatedOn", "size", "encrypted"):
+        if name in backup:
+            backup[name] = int(backup[name])
+    return backup

@@ -1,0 +1,117 @@
+from common.states import FINAL_STATES, TaskState, can_move
+from common.tasks import new_backup_task
+
+
+def _create(store, backup_id="b1", quota=10, user="admin"):
+    row = new_backup_task(user, backup_id, encrypted=False)
+    return row, store.create_backup_task(row, backup_id, quota, None, 60)
+
+
+def test_created_task_is_running_with_progress_zero(store):
+    row, created = _create(store)
+    task = store.get_task(created.task_id)
+    assert (task["state"], task["progress"], task["endTime"]) == ("RUNNING", 0, -1)
+    assert task["result"] is None and task["resultType"] is None and task["warnings"] == []
+
+
+def test_progress_only_rises_and_stops_below_100(store):
+    row, _ = _create(store)
+    assert store.record_progress(row["id"], 40)
+    assert not store.record_progress(row["id"], 30)
+    store.record_progress(row["id"], 100)
+    assert store.get_task(row["id"])["progress"] == 99
+
+
+def test_late_progress_cannot_touch_finished_task(store):
+    row, _ = _create(store)
+    assert store.succeed(row["id"], {"id": "b1"}, "BackupInfo")
+    assert not store.record_progress(row["id"], 50)
+    assert not store.fail(row["id"], {"code": "X"})
+    task = store.get_task(row["id"])
+    assert (task["state"], task["progress"], task["error"]) == ("SUCCEEDED", 100, None)
+
+
+def test_failed_task_is_final(store):
+    row, _ = _create(store)
+    assert store.fail(row["id"], {"code": "WorkerLost"})
+    assert not store.succeed(row["id"], {"id": "b1"}, "BackupInfo")
+    assert store.get_task(row["id"])["state"] == "FAILED"
+
+
+def test_finished_task_row_expires(store):
+    row, _ = _create(store)
+    store.fail(row["id"], {"code": "X"})
+    assert 0 < store.redis.ttl(store.task_key(row["id"])) <= 60
+
+
+def test_transition_table_allows_only_moves_out_of_running():
+    assert can_move(TaskState.RUNNING, TaskState.SUCCEEDED)
+    assert not can_move(TaskState.SUCCEEDED, TaskState.RUNNING)
+    assert FINAL_STATES == {TaskState.SUCCEEDED, TaskState.FAILED}
+
+
+def test_repeated_backup_id_returns_the_same_task(store):
+    first, created = _create(store, "same")
+    _, again = _create(store, "same")
+    assert (again.outcome, again.task_id) == ("exists", first["id"])
+
+
+def test_quota_counts_backups_in_progress(store):
+    for n in range(2):
+        _create(store, f"b{n}", quota=2)
+    _, refused = _create(store, "b3", quota=2)
+    assert (refused.outcome, refused.count) == ("quota", 2)
+
+
+def test_success_lists_backup_atomically_and_frees_pending_slot(store):
+    row, _ = _create(store, "b1")
+    backup = {"id": "b1", "generatedOn": 5, "hash": "SHA-512:00", "file": "b1.tar.zst", "size": 9}
+    store.succeed(row["id"], {"id": "b1"}, "BackupInfo", backup=backup)
+    assert [b["id"] for b in store.list_backups()] == ["b1"]
+    assert store.redis.scard("h4:backups:pending") == 0
+
+
+def test_failure_releases_backup_id_for_a_retry(store):
+    row, _ = _create(store, "b1")
+    store.fail(row["id"], {"code": "X"})
+    _, again = _create(store, "b1")
+    assert again.outcome == "created" and again.task_id != row["id"]
+
+
+def test_sealed_password_is_gone_when_task_ends(store):
+    row = new_backup_task("admin", "b1", encrypted=True)
+    store.create_backup_task(row, "b1", 10, "sealed-bytes", 60)
+    assert store.sealed_password(row["id"]) == "sealed-bytes"
+    store.fail(row["id"], {"code": "X"})
+    assert store.sealed_password(row["id"]) is None
+
+
+def test_claim_is_exclusive_and_counts_attempts(store):
+    row, _ = _create(store)
+    assert store.claim(row["id"], "w1", 30) == ("claimed", 1)
+    assert store.claim(row["id"], "w2", 30) == ("busy", 0)
+    store.redis.delete(f"h4:task:{row['id']}:lease")
+    assert store.claim(row["id"], "w2", 30) == ("claimed", 2)
+    assert not store.renew_lease(row["id"], "w1", 30)
+
+
+def test_claim_of_finished_task_is_refused(store):
+    row, _ = _create(store)
+    store.fail(row["id"], {"code": "X"})
+    assert store.claim(row["id"], "w1", 30) == ("final", 0)
+
+
+def test_warnings_are_appended_while_running_only(store):
+    row, _ = _create(store)
+    assert store.add_warning(row["id"], {"code": "FileChanged", "args": ["a"]})
+    store.fail(row["id"], {"code": "X"})
+    assert not store.add_warning(row["id"], {"code": "FileChanged", "args": ["b"]})
+    assert [w["args"] for w in store.get_task(row["id"])["warnings"]] == [["a"]]
+
+
+def test_list_tasks_filters_by_user_and_drops_expired(store):
+    mine, _ = _create(store, "b1", user="alice")
+    _create(store, "b2", user="bob")
+    assert [t["id"] for t in store.list_tasks("alice")] == [mine["id"]]
+    store.redis.delete(store.task_key(mine["id"]))
+    assert store.list_tasks("alice") == []

@@ -1,0 +1,38 @@
+"""What a worker process needs to run tasks: settings, the store and the transit sealer.
+
+Built lazily and once per process, after the pool forks, so that no Redis connection is
+shared between processes.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from functools import cache
+
+from common.bootstrap import transit_key
+from common.config import Settings, load_settings
+from common.secrecy import TransitSealer
+from common.store import Store
+
+
+@dataclass(frozen=True)
+class WorkerContext:
+    settings: Settings
+    store: Store
+    sealer: TransitSealer
+    holder: str  # who holds a task's lease: host and pid
+
+
+@cache
+def _context_for(pid: int) -> WorkerContext:
+    settings = load_settings()
+    store = Store.from_url(settings.redis_url or "redis://127.0.0.1:6379/0",
+                           settings.task_ttl_seconds)
+    return WorkerContext(settings, store, TransitSealer(transit_key(settings)),
+                         f"{socket.gethostname()}:{pid}")
+
+
+def worker_context() -> WorkerContext:
+    return _context_for(os.getpid())

@@ -1,0 +1,145 @@
+"""Runs one task to its end: claim it, run the pipeline, record the outcome in the store.
+
+Nothing here knows Celery: the task module hands over a task id and gets back whether the
+task is busy elsewhere (a redelivered message whose first run still holds the lease).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from common import logs
+from common.errors import GeneralServerFailure, H4Error, WorkerLost
+from common.tasks import backup_file_name
+from worker.context import WorkerContext
+from worker.pipeline import BackupJob, BackupOutcome, run_backup
+from worker.sources import Source
+
+log = logging.getLogger("h4backup.worker")
+
+LEASE_SECONDS = 30
+HEARTBEAT_SECONDS = 10
+MAX_ATTEMPTS = 3
+
+
+class StoreReporter:
+    """The pipeline's window on the task row: progress, warnings and the stop flag."""
+
+    def __init__(self, ctx: WorkerContext, task_id: str) -> None:
+        self.ctx, self.task_id = ctx, task_id
+        self.stop = threading.Event()
+
+    def progress(self, percent: int) -> None:
+        self.ctx.store.record_progress(self.task_id, percent)
+
+    def warning(self, error: H4Error) -> None:
+        log.warning("%s: %s", error.code, error.msg)
+        self.ctx.store.add_warning(self.task_id, error.to_api_error())
+
+    def should_stop(self) -> bool:
+        return self.stop.is_set()
+
+
+class LeaseKeeper:
+    """Renews the task's lease while it runs; a lost lease asks the pipeline to stop."""
+
+    def __init__(self, ctx: WorkerContext, task_id: str, reporter: StoreReporter) -> None:
+        self.ctx, self.task_id, self.reporter = ctx, task_id, reporter
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"lease-{task_id}", daemon=True)
+
+    def __enter__(self) -> LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _beat(self) -> None:
+        while not self._done.wait(HEARTBEAT_SECONDS):
+            try:
+                renewed = self.ctx.store.renew_lease(self.task_id, self.ctx.holder, LEASE_SECONDS)
+            except Exception:  # Redis away for a moment: keep running, try again next beat
+                log.warning("could not renew the lease of task %s", self.task_id)
+                continue
+            if not renewed:
+                log.error("lost the lease of task %s; stopping", self.task_id)
+                self.reporter.stop.set()
+
+
+def generate_backup(ctx: WorkerContext, task_id: str) -> str:
+    """Run a backup task; returns 'done', or 'busy' when another run holds its lease."""
+    logs.clear()
+    outcome, attempt = ctx.store.claim(task_id, ctx.holder, LEASE_SECONDS)
+    if outcome != "claimed":
+        log.info("task %s not run: %s", task_id, outcome)
+        return "busy" if outcome == "busy" else "done"
+    task = ctx.store.get_task(task_id)
+    logs.bind(taskId=task_id, operationID=task.get("operationID"), user=task.get("user"))
+    if attempt > MAX_ATTEMPTS:
+        log.error("task %s failed after %d attempts", task_id, attempt - 1)
+        ctx.store.fail(task_id, WorkerLost().to_api_error())
+        return "done"
+    _run_backup_task(ctx, task)
+    return "done"
+
+
+def _run_backup_task(ctx: WorkerContext, task: dict[str, Any]) -> None:
+    reporter = StoreReporter(ctx, task["id"])
+    try:
+        job = _backup_job(ctx, task)
+        with LeaseKeeper(ctx, task["id"], reporter):
+            outcome = run_backup(job, reporter)
+    except H4Error as error:
+        log.warning("backup failed: %s %s", error.code, error.msg)
+        ctx.store.fail(task["id"], error.to_api_error())
+        return
+    except Exception:
+        log.exception("backup failed unexpectedly")
+        ctx.store.fail(task["id"], GeneralServerFailure().to_api_error())
+        return
+    _record_backup(ctx, task, outcome)
+
+
+def _backup_job(ctx: WorkerContext, task: dict[str, Any]) -> BackupJob:
+    settings = ctx.settings
+    return BackupJob(
+        backup_id=task["backupId"],
+        sources=tuple(Source(s.name, s.path) for s in settings.sources),
+        backup_dir=settings.backup_dir,
+        passphrase=_password(ctx, task),
+        exclude=(settings.backup_dir, settings.restore_dir, settings.data_dir / "redis"),
+        zstd_level=settings.zstd_level,
+        zstd_threads=settings.zstd_threads,
+        work_factor=settings.scrypt_work_factor,
+    )
+
+
+def _password(ctx: WorkerContext, task: dict[str, Any]) -> str | None:
+    if not int(task.get("encrypted") or 0):
+        return None
+    sealed = ctx.store.sealed_password(task["id"])
+    if sealed is None:
+        raise GeneralServerFailure(msg="The backup password is no longer available.")
+    try:
+        return ctx.sealer.open(sealed, task["id"])
+    except ValueError:
+        raise GeneralServerFailure(
+            msg="The backup password cannot be opened: API and workers use different "
+                "transit keys (H4_TRANSIT_KEY).") from None
+
+
+def _record_backup(ctx: WorkerContext, task: dict[str, Any], outcome: BackupOutcome) -> None:
+    info = {"id": outcome.backup_id, "generatedOn": outcome.generated_on, "hash": outcome.hash}
+    row = {**info, "file": outcome.path.name, "size": outcome.size,
+           "encrypted": int(outcome.path.name == backup_file_name(outcome.backup_id, True)),
+           "taskId": task["id"], "files": outcome.files, "sourceBytes": outcome.source_bytes}
+    if ctx.store.succeed(task["id"], info, "BackupInfo", backup=row):
+        log.info("backup %s stored: %d bytes, %s", outcome.backup_id, outcome.size, outcome.hash)
+        return
+    # The task ended meanwhile (canceled or given up on): its file must not linger unlisted.
+    log.warning("task %s ended before its backup was recorded; removing the file", task["id"])
+    outcome.path.unlink(missing_ok=True)
