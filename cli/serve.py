@@ -76,7 +76,7 @@ def _stop(processes: list[subprocess.Popen], grace: float = 70) -> None:
 
 
 def serve(settings: Settings) -> int:
-    settings.backup_dir.mkdir(parents=True, exist_ok=True)
+    settings.backup_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     write_config_snapshot(settings)
     transit_key(settings)  # created once here, so the children never race to create it
     admin_password(settings)

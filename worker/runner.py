@@ -106,6 +106,7 @@ def _run_backup_task(ctx: WorkerContext, task: dict[str, Any]) -> None:
 
 def _backup_job(ctx: WorkerContext, task: dict[str, Any]) -> BackupJob:
     settings = ctx.settings
+    settings.backup_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     return BackupJob(
         backup_id=task["backupId"],
         sources=tuple(Source(s.name, s.path) for s in settings.sources),

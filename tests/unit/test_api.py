@@ -131,7 +131,8 @@ def test_quota_refuses_with_vcda_message(client):
         assert client.post("/backups", json={}, headers=headers).status_code == 202
     body = _api_error(client.post("/backups", json={}, headers=headers), 409,
                       "BackupQuotaExceeded")
-    assert body["msg"] == "Backup quota exceeded. Number of allowed backups: 3, current backup count: 3"
+    assert body["msg"] == ("Backup quota exceeded. Number of allowed backups: 3, "
+                           "current backup count: 3")
 
 
 def test_send_failure_marks_task_failed_and_says_503(client, dispatcher, store):

@@ -8,7 +8,7 @@ def _create(store, backup_id="b1", quota=10, user="admin"):
 
 
 def test_created_task_is_running_with_progress_zero(store):
-    row, created = _create(store)
+    _row, created = _create(store)
     task = store.get_task(created.task_id)
     assert (task["state"], task["progress"], task["endTime"]) == ("RUNNING", 0, -1)
     assert task["result"] is None and task["resultType"] is None and task["warnings"] == []
@@ -51,7 +51,7 @@ def test_transition_table_allows_only_moves_out_of_running():
 
 
 def test_repeated_backup_id_returns_the_same_task(store):
-    first, created = _create(store, "same")
+    first, _created = _create(store, "same")
     _, again = _create(store, "same")
     assert (again.outcome, again.task_id) == ("exists", first["id"])
 

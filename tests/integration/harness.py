@@ -1,0 +1,215 @@
+"""Real processes for integration tests: redis-server, Celery workers and the API over HTTP."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis
+import requests
+
+from tests.tools import require_tool
+
+REPO = Path(__file__).resolve().parents[2]
+VENDOR_JSON = "application/vnd.vmware.h4-v4.5+json"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until(condition, seconds: float, what: str, interval: float = 0.05):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {seconds} s waiting for {what}")
+
+
+def _port_open(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+        return True
+    except OSError:
+        return False
+
+
+class RedisServer:
+    """A private redis-server on a free port; never touches the machine's own Redis."""
+
+    def __init__(self, folder: Path, appendonly: bool = False) -> None:
+        self.folder, self.appendonly = folder, appendonly
+        self.port = free_port()
+        self.process: subprocess.Popen | None = None
+        folder.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        binary = require_tool("redis-server")
+        self.process = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder),
+             "--save", "", "--appendonly", "yes" if self.appendonly else "no",
+             "--maxmemory-policy", "noeviction", "--logfile", str(self.folder / "redis.log")],
+            stdout=subprocess.DEVNULL)
+        wait_until(lambda: _port_open(self.port), 15, "redis-server")
+        return self
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(15)
+
+    def client(self) -> redis.Redis:
+        return redis.Redis.from_url(self.url, decode_responses=False)
+
+
+@dataclass
+class Service:
+    """The API and a pool of worker processes, all started as a user would start them."""
+
+    root: Path
+    redis: RedisServer
+    sources: dict[str, Path]
+    extra_env: dict[str, str] = field(default_factory=dict)
+    port: int = field(default_factory=free_port)
+    admin_password: str = "integration-Adm1n!"
+    workers: list[subprocess.Popen] = field(default_factory=list)
+    api: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def backup_dir(self) -> Path:
+        return self.root / "backups"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.root / "logs"
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("H4_")}
+        env.update({
+            "H4_REDIS_URL": self.redis.url, "H4_DATA_DIR": str(self.root / "data"),
+            "H4_BACKUP_DIR": str(self.backup_dir), "H4_PORT": str(self.port),
+            "H4_SOURCES": ",".join(f"{n}={p}" for n, p in self.sources.items()),
+            "H4_ADMIN_USER": "admin", "H4_ADMIN_PASSWORD": self.admin_password,
+            "H4_TRANSIT_KEY": base64.urlsafe_b64encode(b"k" * 32).decode().rstrip("="),
+            "H4_LOG_LEVEL": "DEBUG", "PYTHONUNBUFFERED": "1",
+        })
+        env.update(self.extra_env)
+        return env
+
+    def _spawn(self, name: str, *args: str) -> subprocess.Popen:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_dir / f"{name}.log", "ab") as log:
+            return subprocess.Popen([sys.executable, "-m", "cli.main", *args], env=self.env(),
+                                    cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+
+    def start_worker(self) -> subprocess.Popen:
+        index = len(self.workers)
+        worker = self._spawn(f"worker{index}", "worker", "--name", f"w{index}@%h")
+        self.workers.append(worker)
+        return worker
+
+    def start(self, workers: int = 1) -> Service:
+        self.api = self._spawn("api", "api", "--workers", "1")
+        for _ in range(workers):
+            self.start_worker()
+        wait_until(lambda: _port_open(self.port) or self._died(), 30, "the API port")
+        assert not self._died(), self.logs()
+        wait_until(self.workers_ready, 60, "the workers to consume")
+        return self
+
+    def workers_ready(self) -> bool:
+        text = "".join(p.read_text(errors="replace") for p in self.log_dir.glob("worker*.log"))
+        return text.count("ready.") >= len(self.workers) or self._died()
+
+    def _died(self) -> bool:
+        return any(p.poll() is not None for p in [self.api, *self.workers] if p)
+
+    def stop(self) -> None:
+        for process in [self.api, *self.workers]:
+            if process and process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in [self.api, *self.workers]:
+            if process:
+                try:
+                    process.wait(30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+
+    def logs(self) -> str:
+        return "".join(p.read_text(errors="replace") for p in sorted(self.log_dir.glob("*.log")))
+
+    # --- a client, as a vCDA caller would be ---------------------------------------------
+
+    def login(self, user: str = "admin", password: str | None = None) -> requests.Session:
+        session = requests.Session()
+        session.headers["Accept"] = f"{VENDOR_JSON};charset=UTF-8"
+        response = session.post(f"{self.url}/sessions", json={
+            "type": "localUser", "localUser": user,
+            "localPassword": password or self.admin_password})
+        assert response.status_code == 200, response.text
+        session.headers["X-VCAV-Auth"] = response.headers["X-VCAV-Auth"]
+        return session
+
+    def wait_for_task(self, http: requests.Session, task_id: str, seconds: float = 120,
+                      on_poll=None) -> dict:
+        def finished():
+            task = http.get(f"{self.url}/tasks/{task_id}").json()
+            if on_poll:
+                on_poll(task)
+            return task if task["state"] != "RUNNING" else None
+
+        return wait_until(finished, seconds, f"task {task_id}", interval=0.05)
+
+
+def redis_contents(client: redis.Redis) -> list[bytes]:
+    """Every key and value in a Redis database, Celery message bodies decoded."""
+    blobs: list[bytes] = []
+    for key in client.scan_iter("*"):
+        blobs.append(key)
+        blobs.extend(_values(client, key))
+    return blobs + [body for blob in blobs for body in _message_bodies(blob)]
+
+
+def _values(client: redis.Redis, key: bytes) -> list[bytes]:
+    kind = client.type(key)
+    if kind == b"string":
+        return [client.get(key) or b""]
+    if kind == b"hash":
+        return [item for pair in client.hgetall(key).items() for item in pair]
+    if kind == b"list":
+        return client.lrange(key, 0, -1)
+    if kind == b"set":
+        return list(client.smembers(key))
+    if kind == b"zset":
+        return client.zrange(key, 0, -1)
+    return [client.dump(key) or b""]
+
+
+def _message_bodies(blob: bytes) -> list[bytes]:
+    """Celery keeps message bodies base64-encoded inside JSON: decode them for the search."""
+    try:
+        message = json.loads(blob)
+        return [base64.b64decode(message["body"])] if isinstance(message, dict) else []
+    except (ValueError, KeyError, TypeError):
+        return []
+
