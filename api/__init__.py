@@ -64,7 +64,15 @@ def _flask_config(settings: Settings) -> dict[str, Any]:
         "OPENAPI_VERSION": "3.0.3",
         "OPENAPI_URL_PREFIX": "/",
         "OPENAPI_JSON_PATH": "openapi.json",
-        "API_SPEC_OPTIONS": {"info": {"description": "Backup tasks, vCDA 4.5 compatible."}},
+        "OPENAPI_SWAGGER_UI_PATH": "api-docs",
+        "OPENAPI_SWAGGER_UI_URL": "/api-docs/assets/",
+        "API_SPEC_OPTIONS": {
+            "info": {"description": "Backup tasks, compatible with the VMware Cloud Director "
+                                    "Availability 4.5 backup API, and more."},
+            "components": {"securitySchemes": {"X-VCAV-Auth": {
+                "type": "apiKey", "in": "header", "name": "X-VCAV-Auth"}}},
+            "security": [{"X-VCAV-Auth": []}],
+        },
         "JSON_SORT_KEYS": True,
     }
 
@@ -84,9 +92,10 @@ def _register_hooks(app: Flask, settings: Settings) -> None:
 
 
 def _register_blueprints(app: Flask) -> None:
-    from api import backups, sessions, tasks
+    from api import backups, docs, sessions, tasks
 
     api = H4Api(app)
+    app.register_blueprint(docs.assets)
     errors.register(app)
     for module in (sessions, backups, tasks):
         api.register_blueprint(module.blp)

@@ -9,11 +9,22 @@ from flask import current_app, g, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
+from api import files
 from api.auth import admin_required, current_caller
 from api.media import RESPONSE_TYPE
-from api.schemas import ApiTaskSchema, BackupInfoSchema, NewBackupRequestSchema
+from api.schemas import (
+    ApiTaskSchema,
+    BackupInfoSchema,
+    CookieQuerySchema,
+    CookieSchema,
+    NewBackupRequestSchema,
+)
 from common import tasks
 from common.errors import BackupQuotaExceeded, BadUserInput, ServiceUnavailable
+
+FILE_RESPONSE = {"description": "The backup file (byte ranges supported).",
+                 "content": {"application/octet-stream": {"schema": {
+                     "type": "string", "format": "binary"}}}}
 
 log = logging.getLogger("h4backup.api")
 
@@ -83,3 +94,34 @@ class Backup(MethodView):
     def post(self, body: dict, backup_id: uuid.UUID):
         """Generate a backup with a client-chosen id; repeating it returns the same task."""
         return start_backup(str(backup_id), _check_password(body.get("password")))
+
+    @admin_required
+    @blp.response(200, description=FILE_RESPONSE["description"],
+                  content_type="application/octet-stream")
+    @blp.alt_response(206, description="Part of the file, for a Range request.")
+    def get(self, backup_id: uuid.UUID):
+        """Download a backup: Content-Length, ETag, Content-Disposition, byte ranges."""
+        return files.download(str(backup_id))
+
+    @admin_required
+    @blp.response(202, ApiTaskSchema, content_type=RESPONSE_TYPE)
+    def delete(self, backup_id: uuid.UUID):
+        """Delete a backup and free its space; a download in flight still completes."""
+        task = files.delete_backup(str(backup_id))
+        return task, 202, _location(task["id"])
+
+
+@blp.route("/cookie/<uuid:backup_id>")
+class BackupCookie(MethodView):
+    @admin_required
+    @blp.response(202, CookieSchema, content_type=RESPONSE_TYPE)
+    def post(self, backup_id: uuid.UUID):
+        """A one-time, short-lived cookie to download this backup without a token."""
+        return files.issue_cookie(str(backup_id))
+
+    @blp.arguments(CookieQuerySchema, location="query", as_kwargs=True)
+    @blp.response(200, description=FILE_RESPONSE["description"],
+                  content_type="application/octet-stream")
+    def get(self, backup_id: uuid.UUID, cookie: str):
+        """Download with a cookie instead of X-VCAV-Auth; the cookie works once."""
+        return files.download_with_cookie(str(backup_id), cookie)

@@ -55,6 +55,7 @@ def check_body(max_bytes: int) -> None:
 
 
 def use_vendor_type(response: Response) -> Response:
-    if response.mimetype == "application/json":
+    # The OpenAPI document stays plain JSON, for the generic tools that read it.
+    if response.mimetype == "application/json" and request.path != "/openapi.json":
         response.headers["Content-Type"] = RESPONSE_TYPE
     return response

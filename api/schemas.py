@@ -79,3 +79,39 @@ class ApiTaskSchema(ma.Schema):
     user = fields.String()
     warnings = fields.List(fields.Nested(ApiErrorSchema))
     workflowInfo = fields.Nested(WorkflowInfoSchema)
+
+
+class CookieSchema(ma.Schema):
+    cookie = fields.String(metadata={"description": "Use once, within a minute."})
+
+
+class CookieQuerySchema(StrictSchema):
+    cookie = fields.String(required=True, validate=validate.Length(1, 256))
+
+
+TASK_SORT_FIELDS = ("startTime", "endTime", "lastUpdated", "progress", "state", "user")
+
+
+class TaskListQuerySchema(StrictSchema):
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    limit = fields.Integer(load_default=100, validate=validate.Range(1, 100))
+    ids = fields.String(metadata={"description": "Comma-separated task ids."})
+    user = fields.String(metadata={"description": "Administrators only."})
+    state = fields.String(validate=validate.OneOf(["RUNNING", "SUCCEEDED", "FAILED"]))
+    startTimeBefore = fields.Integer()
+    startTimeAfter = fields.Integer()
+    endTimeBefore = fields.Integer()
+    endTimeAfter = fields.Integer()
+    type = fields.String(metadata={"description": "workflowInfo.type, e.g. backup."})
+    resourceId = fields.String()
+    operationID = fields.String()
+    sort = fields.String(
+        load_default="-startTime",
+        validate=validate.OneOf([f"{sign}{name}" for name in TASK_SORT_FIELDS
+                                 for sign in ("", "+", "-")]),
+        metadata={"description": "A field, `-` before it for descending order."})
+
+
+class TaskListSchema(ma.Schema):
+    items = fields.List(fields.Nested(ApiTaskSchema))
+    total = fields.Integer()

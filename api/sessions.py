@@ -27,6 +27,7 @@ def session_details(user: str, roles: list[str]) -> dict:
 @blp.route("")
 class Sessions(MethodView):
     @blp.arguments(SessionRequestSchema)
+    @blp.doc(security=[])
     @blp.response(200, SessionDetailsSchema, headers={TOKEN_HEADER: {
         "description": "The session token to send on later requests.",
         "schema": {"type": "string"}}})

@@ -1,8 +1,10 @@
-"""/tasks: the state of long-running operations."""
+"""/tasks: the state of long-running operations, one or a filtered page of them."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
+from typing import Any
 
 from flask import current_app
 from flask.views import MethodView
@@ -10,19 +12,77 @@ from flask_smorest import Blueprint
 
 from api.auth import current_caller, login_required
 from api.media import RESPONSE_TYPE
-from api.schemas import ApiTaskSchema
-from common.errors import TaskNotFound
+from api.schemas import ApiTaskSchema, TaskListQuerySchema, TaskListSchema
+from common.errors import Forbidden, TaskNotFound
 
 blp = Blueprint("tasks", __name__, url_prefix="/tasks", description="Long-running operations.")
 
+TaskRow = dict[str, Any]
 
-def visible_task(task_id: str) -> dict:
+
+def visible_task(task_id: str) -> TaskRow:
     """The task if the caller may see it; another user's task is as good as missing."""
     caller = current_caller()
     task = current_app.extensions["h4"].store.get_task(task_id)
     if task is None or not (caller.is_admin or task["user"] == caller.user):
         raise TaskNotFound(task_id)
     return task
+
+
+def _whose_tasks(query: dict[str, Any]) -> str | None:
+    """Administrators see everyone's tasks (or one user's); others only their own."""
+    caller = current_caller()
+    wanted = query.get("user")
+    if caller.is_admin:
+        return wanted
+    if wanted not in (None, caller.user):
+        raise Forbidden()
+    return caller.user
+
+
+def _filters(query: dict[str, Any]) -> list[Callable[[TaskRow], bool]]:
+    checks: list[Callable[[TaskRow], bool]] = []
+    if "ids" in query:
+        ids = {part.strip() for part in query["ids"].split(",") if part.strip()}
+        checks.append(lambda t: t["id"] in ids)
+    for name, field in (("state", "state"), ("type", "type"), ("resourceId", "resourceId"),
+                        ("operationID", "operationID")):
+        if name in query:
+            checks.append(lambda t, f=field, v=query[name]: t.get(f) == v)
+    for name, field, before in (("startTimeBefore", "startTime", True),
+                                ("startTimeAfter", "startTime", False),
+                                ("endTimeBefore", "endTime", True),
+                                ("endTimeAfter", "endTime", False)):
+        if name in query:
+            checks.append(_time_check(field, query[name], before))
+    return checks
+
+
+def _time_check(field: str, limit: int, before: bool) -> Callable[[TaskRow], bool]:
+    if before:
+        # A running task has no end time yet (-1): it has not ended before anything.
+        return lambda t: 0 <= t[field] < limit
+    return lambda t: t[field] > limit
+
+
+def _sorted(items: list[TaskRow], sort: str) -> list[TaskRow]:
+    field = sort.lstrip("+-")
+    return sorted(items, key=lambda t: (t.get(field) is None, t.get(field), t["id"]),
+                  reverse=sort.startswith("-"))
+
+
+@blp.route("")
+class Tasks(MethodView):
+    @login_required
+    @blp.arguments(TaskListQuerySchema, location="query")
+    @blp.response(200, TaskListSchema, content_type=RESPONSE_TYPE)
+    def get(self, query: dict[str, Any]):
+        """Tasks, filtered and paged: `{items, total}`."""
+        rows = current_app.extensions["h4"].store.list_tasks(_whose_tasks(query))
+        checks = _filters(query)
+        matching = _sorted([t for t in rows if all(check(t) for check in checks)], query["sort"])
+        page = matching[query["offset"]:query["offset"] + query["limit"]]
+        return {"items": page, "total": len(matching)}
 
 
 @blp.route("/<uuid:task_id>")

@@ -113,6 +113,15 @@ local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 return {'claimed', tostring(attempts)}
 """
 
+# Take a backup off the list (and free its quota slot and id) in one step; returns its row.
+_UNLIST_BACKUP = """
+local row = redis.call('HGETALL', KEYS[1])
+if #row == 0 then return nil end
+redis.call('DEL', KEYS[1], KEYS[3])
+redis.call('ZREM', KEYS[2], ARGV[1])
+return row
+"""
+
 _RENEW = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('EXPIRE', KEYS[1], ARGV[2])
@@ -140,6 +149,7 @@ class Store:
         self._finish = client.register_script(_FINISH)
         self._claim = client.register_script(_CLAIM)
         self._renew = client.register_script(_RENEW)
+        self._unlist_backup = client.register_script(_UNLIST_BACKUP)
 
     @classmethod
     def from_url(cls, url: str, task_ttl_seconds: int = 7 * 24 * 3600) -> Store:
@@ -241,7 +251,7 @@ class Store:
         return bool(self._warning(keys=[self.task_key(task_id)],
                                   args=[json.dumps(api_error), MAX_WARNINGS, now_ms()]))
 
-    def succeed(self, task_id: str, result: dict[str, Any], result_type: str,
+    def succeed(self, task_id: str, result: dict[str, Any] | None, result_type: str | None,
                 backup: dict[str, Any] | None = None) -> bool:
         """End a task SUCCEEDED; with `backup`, list that backup in the same atomic step."""
         return self._finish_task(task_id, TaskState.SUCCEEDED, result=result,
@@ -305,6 +315,23 @@ class Store:
     def get_backup(self, backup_id: str) -> dict[str, Any] | None:
         row = self.redis.hgetall(self.backup_key(backup_id))
         return _decode_backup(row) if row else None
+
+    def unlist_backup(self, backup_id: str) -> dict[str, Any] | None:
+        """Remove a stored backup from the list; its row, or None if it was not listed."""
+        flat = self._unlist_backup(keys=[self.backup_key(backup_id), f"{PREFIX}backups",
+                                         f"{PREFIX}backup-task:{backup_id}"], args=[backup_id])
+        if not flat:
+            return None
+        return _decode_backup(dict(zip(flat[::2], flat[1::2], strict=True)))
+
+    # --- download cookies ------------------------------------------------------------------
+
+    def put_cookie(self, digest: str, backup_id: str, ttl_seconds: int) -> None:
+        self.redis.set(f"{PREFIX}cookie:{digest}", backup_id, ex=ttl_seconds)
+
+    def take_cookie(self, digest: str) -> str | None:
+        """The backup a cookie was made for; the cookie is gone after this call, used or not."""
+        return self.redis.getdel(f"{PREFIX}cookie:{digest}")
 
     def ping(self) -> bool:
         return bool(self.redis.ping())

@@ -115,3 +115,18 @@ def test_list_tasks_filters_by_user_and_drops_expired(store):
     assert [t["id"] for t in store.list_tasks("alice")] == [mine["id"]]
     store.redis.delete(store.task_key(mine["id"]))
     assert store.list_tasks("alice") == []
+
+
+def test_unlist_backup_frees_id_and_quota_slot(store):
+    row, _ = _create(store, "b1", quota=1)
+    store.succeed(row["id"], {"id": "b1"}, "BackupInfo",
+                  backup={"id": "b1", "generatedOn": 1, "hash": "h", "file": "b1.tar.zst"})
+    assert store.unlist_backup("b1")["file"] == "b1.tar.zst"
+    assert store.list_backups() == [] and store.unlist_backup("b1") is None
+    assert _create(store, "b1", quota=1)[1].outcome == "created"
+
+
+def test_cookie_works_once(store):
+    store.put_cookie("d1", "b1", 30)
+    assert store.take_cookie("d1") == "b1"
+    assert store.take_cookie("d1") is None
