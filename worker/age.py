@@ -1,0 +1,540 @@
+"""Streaming age v1 files (https://age-encryption.org/v1): scrypt and X25519 recipients.
+
+Backups are far larger than memory, so both directions work chunk by chunk: the writer keeps
+at most one plaintext chunk plus about 1 MiB of sealed output, and the reader keeps one chunk
+and releases its plaintext only once that chunk has authenticated.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import io
+import os
+import re
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+DEFAULT_WORK_FACTOR = 18
+MAX_WORK_FACTOR = 22
+CHUNK_SIZE = 64 * 1024
+_TAG_SIZE = 16
+_SEALED_CHUNK = CHUNK_SIZE + _TAG_SIZE
+_SINK_BATCH = 1 << 20
+_VERSION_LINE = b"age-encryption.org/v1\n"
+_SCRYPT_LABEL = b"age-encryption.org/v1/scrypt"
+_X25519_LABEL = b"age-encryption.org/v1/X25519"
+_ZERO_NONCE = bytes(12)
+# Generous for every known stanza (hybrid ones carry ~1.5 KB arguments), yet a hostile header
+# cannot make the reader buffer without end.
+_MAX_LINE = 16 * 1024
+_MAX_HEADER = 1 << 20
+_BASE64 = re.compile(rb"[A-Za-z0-9+/]*")
+_ARGUMENT = re.compile(rb"[\x21-\x7e]+")
+_FOOTER = re.compile(rb"--- ([A-Za-z0-9+/]{43})\n")
+# Two digits cover every acceptable factor and keep int() away from absurd lengths.
+_WORK_FACTOR = re.compile(rb"[1-9][0-9]?")
+_BECH32 = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
+_BECH32_GEN = (0x3B6A57B2, 0x26508E6D, 0x1EA119FA, 0x3D4233DD, 0x2A1462B3)
+
+
+class AgeError(Exception):
+    """Any failure to read an age file."""
+
+
+class AgeHeaderError(AgeError):
+    """The header is malformed, non-canonical or asks for something unsupported."""
+
+
+class AgeNoMatch(AgeError):
+    """No stanza opened with the given passphrase or identities."""
+
+
+class AgeHMACError(AgeError):
+    """The header was altered after it was written."""
+
+
+class AgePayloadError(AgeError):
+    """The payload is damaged, truncated or followed by trailing data."""
+
+
+class _Sink(Protocol):
+    def write(self, data: bytes, /) -> Any: ...
+
+
+class _Readable(Protocol):
+    def read(self, size: int, /) -> bytes: ...
+
+
+_Stanza = tuple[list[bytes], bytes]
+
+
+def _polymod(values: list[int]) -> int:
+    check = 1
+    for value in values:
+        top = check >> 25
+        check = (check & 0x1FFFFFF) << 5 ^ value
+        for i, gen in enumerate(_BECH32_GEN):
+            check ^= gen if top >> i & 1 else 0
+    return check
+
+
+def _hrp_values(hrp: str) -> list[int]:
+    return [ord(c) >> 5 for c in hrp] + [0] + [ord(c) & 31 for c in hrp]
+
+
+def _regroup(data: Sequence[int], src: int, dst: int, pad: bool) -> list[int]:
+    acc, bits, out, mask = 0, 0, [], (1 << dst) - 1
+    # Twelve bits hold every partial group that regrouping between 8 and 5 bits can leave.
+    for value in data:
+        acc, bits = (acc << src | value) & 0xFFF, bits + src
+        while bits >= dst:
+            bits -= dst
+            out.append(acc >> bits & mask)
+    if pad and bits:
+        out.append(acc << (dst - bits) & mask)
+    elif not pad and (bits >= src or acc & ((1 << bits) - 1)):
+        raise ValueError("invalid bech32 padding")
+    return out
+
+
+def _bech32_encode(hrp: str, data: bytes) -> str:
+    values = _regroup(data, 8, 5, True)
+    poly = _polymod([*_hrp_values(hrp), *values, 0, 0, 0, 0, 0, 0]) ^ 1
+    checksum = [poly >> 5 * (5 - i) & 31 for i in range(6)]
+    return hrp + "1" + "".join(_BECH32[v] for v in values + checksum)
+
+
+def _bech32_decode(text: str) -> tuple[str, bytes]:
+    if text != text.lower() and text != text.upper():
+        raise ValueError("mixed-case bech32")
+    hrp, sep, rest = text.lower().rpartition("1")
+    if not sep or not hrp or len(rest) < 6 or not set(rest) <= set(_BECH32):
+        raise ValueError("malformed bech32")
+    values = [_BECH32.index(c) for c in rest]
+    if any(not 33 <= ord(c) <= 126 for c in hrp) or _polymod(_hrp_values(hrp) + values) != 1:
+        raise ValueError("bad bech32 checksum")
+    return hrp, bytes(_regroup(values[:-6], 5, 8, False))
+
+
+def _decode_key(text: str, hrp: str) -> bytes | None:
+    try:
+        found, key = _bech32_decode(text)
+    except ValueError:
+        return None
+    return key if found == hrp and len(key) == 32 else None
+
+
+def _parse_recipient(text: str) -> X25519PublicKey:
+    key = _decode_key(text, "age")
+    if key is None:
+        raise ValueError(f"invalid age X25519 recipient: {text!r}")
+    return X25519PublicKey.from_public_bytes(key)
+
+
+def _parse_identity(text: str) -> X25519PrivateKey:
+    key = _decode_key(text.strip(), "age-secret-key-")
+    if key is None:
+        # The value itself is a secret, so only its kind is named.
+        raise ValueError("invalid or unsupported identity (expected AGE-SECRET-KEY-1...)")
+    return X25519PrivateKey.from_private_bytes(key)
+
+
+def generate_x25519_identity() -> tuple[str, str]:
+    """A new (AGE-SECRET-KEY-1... identity, age1... recipient) pair."""
+    key = X25519PrivateKey.generate()
+    secret = _bech32_encode("age-secret-key-", key.private_bytes_raw()).upper()
+    return secret, _bech32_encode("age", key.public_key().public_bytes_raw())
+
+
+def _hkdf(ikm: bytes, salt: bytes, info: bytes) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=info).derive(ikm)
+
+
+def _b64(data: bytes) -> bytes:
+    return base64.b64encode(data).rstrip(b"=")
+
+
+def _unb64(text: bytes) -> bytes:
+    if len(text) % 4 == 1 or not _BASE64.fullmatch(text):
+        raise AgeHeaderError("invalid base64 in header")
+    data = base64.b64decode(text + b"=" * (-len(text) % 4))
+    if _b64(data) != text:
+        raise AgeHeaderError("non-canonical base64 in header")
+    return data
+
+
+def _as_bytes(passphrase: str | bytes) -> bytes:
+    return passphrase.encode() if isinstance(passphrase, str) else bytes(passphrase)
+
+
+def _scrypt_key(passphrase: bytes, salt: bytes, work_factor: int) -> bytes:
+    # cryptography's Scrypt sizes its own memory limit; hashlib.scrypt cannot go past 2 GiB,
+    # less than work factor 21 needs.
+    kdf = Scrypt(salt=_SCRYPT_LABEL + salt, length=32, n=1 << work_factor, r=8, p=1)
+    return kdf.derive(passphrase)
+
+
+def _x25519_key(shared: bytes, share: bytes, recipient: bytes) -> bytes:
+    return _hkdf(shared, share + recipient, _X25519_LABEL)
+
+
+def _header_mac(file_key: bytes, header: bytes) -> bytes:
+    return hmac.digest(_hkdf(file_key, b"", b"header"), header, "sha256")
+
+
+def _encode_stanza(args: list[bytes], body: bytes) -> bytes:
+    text = _b64(body)
+    # range() reaching len(text) adds the empty final line a 64-column multiple requires.
+    lines = [text[i : i + 64] for i in range(0, len(text) + 1, 64)]
+    return b"-> " + b" ".join(args) + b"\n" + b"\n".join(lines) + b"\n"
+
+
+def _scrypt_stanza(passphrase: bytes, file_key: bytes, work_factor: int) -> bytes:
+    salt = os.urandom(16)
+    key = _scrypt_key(passphrase, salt, work_factor)
+    body = ChaCha20Poly1305(key).encrypt(_ZERO_NONCE, file_key, None)
+    return _encode_stanza([b"scrypt", _b64(salt), str(work_factor).encode()], body)
+
+
+def _x25519_stanza(recipient: X25519PublicKey, file_key: bytes) -> bytes:
+    ephemeral = X25519PrivateKey.generate()
+    share = ephemeral.public_key().public_bytes_raw()
+    key = _x25519_key(ephemeral.exchange(recipient), share, recipient.public_bytes_raw())
+    body = ChaCha20Poly1305(key).encrypt(_ZERO_NONCE, file_key, None)
+    return _encode_stanza([b"X25519", _b64(share)], body)
+
+
+def _open_file_key(key: bytes, body: bytes) -> bytes | None:
+    try:
+        return ChaCha20Poly1305(key).decrypt(_ZERO_NONCE, body, None)
+    except InvalidTag:
+        return None
+
+
+def _check_wrapped(body: bytes) -> None:
+    # A 16-byte file key plus its tag; checked first so nothing else is ever decrypted.
+    if len(body) != 16 + _TAG_SIZE:
+        raise AgeHeaderError("wrapped file key is not 16 bytes")
+
+
+def _unwrap_scrypt(args: list[bytes], body: bytes, passphrase: bytes, cap: int) -> bytes | None:
+    if len(args) != 3:
+        raise AgeHeaderError("scrypt stanza needs exactly a salt and a work factor")
+    salt = _unb64(args[1])
+    if len(salt) != 16:
+        raise AgeHeaderError("scrypt salt is not 16 bytes")
+    if not _WORK_FACTOR.fullmatch(args[2]) or int(args[2]) > cap:
+        raise AgeHeaderError(f"scrypt work factor not accepted (at most {cap})")
+    _check_wrapped(body)
+    return _open_file_key(_scrypt_key(passphrase, salt, int(args[2])), body)
+
+
+def _unwrap_x25519(args: list[bytes], body: bytes, identity: X25519PrivateKey) -> bytes | None:
+    share = _unb64(args[1]) if len(args) == 2 else b""
+    if len(share) != 32:
+        raise AgeHeaderError("X25519 stanza needs exactly one 32-byte share")
+    _check_wrapped(body)
+    try:
+        shared = identity.exchange(X25519PublicKey.from_public_bytes(share))
+    except ValueError as exc:
+        raise AgeHeaderError("X25519 share is a low-order point") from exc
+    key = _x25519_key(shared, share, identity.public_key().public_bytes_raw())
+    return _open_file_key(key, body)
+
+
+def _try_stanza(
+    stanza: _Stanza, passphrase: bytes | None, identities: list[X25519PrivateKey], cap: int
+) -> bytes | None:
+    args, body = stanza
+    if args[0] == b"scrypt" and passphrase is not None:
+        return _unwrap_scrypt(args, body, passphrase, cap)
+    if args[0] == b"X25519":
+        keys = (_unwrap_x25519(args, body, identity) for identity in identities)
+        return next((key for key in keys if key is not None), None)
+    return None
+
+
+class _Source:
+    """Exact-size reads and header lines over any object with read(n)."""
+
+    def __init__(self, raw: _Readable) -> None:
+        self._raw = raw
+        self._buf = b""
+        self.lines: list[bytes] = []
+        self._header_size = 0
+
+    def _more(self, size: int) -> bytes:
+        data = self._raw.read(size)
+        return data if isinstance(data, bytes) else bytes(data or b"")
+
+    def readline(self) -> bytes:
+        while (end := self._buf.find(b"\n")) < 0:
+            data = self._more(4096) if len(self._buf) <= _MAX_LINE else b""
+            if not data:
+                raise AgeHeaderError("header line truncated or too long")
+            self._buf += data
+        line, self._buf = self._buf[: end + 1], self._buf[end + 1 :]
+        self.lines.append(line)
+        self._header_size += len(line)
+        if self._header_size > _MAX_HEADER:
+            raise AgeHeaderError("header too large")
+        return line
+
+    def read_exact(self, size: int) -> bytes:
+        """Exactly size bytes, or fewer only at the end of the stream."""
+        parts, have = [self._buf[:size]], min(size, len(self._buf))
+        self._buf = self._buf[have:]
+        while have < size and (data := self._more(size - have)):
+            parts.append(data)
+            have += len(data)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def _read_stanza(src: _Source, line: bytes) -> _Stanza:
+    args = line[3:-1].split(b" ")
+    if not all(_ARGUMENT.fullmatch(arg) for arg in args):
+        raise AgeHeaderError("malformed stanza arguments")
+    lines = []
+    while True:
+        text = src.readline()[:-1]
+        if len(text) > 64 or not _BASE64.fullmatch(text):
+            raise AgeHeaderError("malformed stanza body line")
+        lines.append(text)
+        if len(text) < 64:
+            return args, _unb64(b"".join(lines))
+
+
+def _read_header(src: _Source) -> tuple[list[_Stanza], bytes, bytes]:
+    """Stanzas, the bytes the MAC covers, and the MAC."""
+    if src.readline() != _VERSION_LINE:
+        raise AgeHeaderError("not an age v1 file (armored input is not supported)")
+    stanzas = []
+    while not (line := src.readline()).startswith(b"---"):
+        if not line.startswith(b"-> "):
+            raise AgeHeaderError("malformed header line")
+        stanzas.append(_read_stanza(src, line))
+    footer = _FOOTER.fullmatch(line)
+    if footer is None:
+        raise AgeHeaderError("malformed header MAC line")
+    return stanzas, b"".join(src.lines[:-1]) + b"---", _unb64(footer.group(1))
+
+
+class AgeWriter:
+    """Write-only file object encrypting to an age v1 stream on sink.
+
+    Build with for_passphrase() or for_recipients(); the header goes to the sink at once.
+    """
+
+    def __init__(self, sink: _Sink, file_key: bytes, stanzas: list[bytes]) -> None:
+        header = _VERSION_LINE + b"".join(stanzas) + b"---"
+        nonce = os.urandom(16)
+        self._aead = ChaCha20Poly1305(_hkdf(file_key, nonce, b"payload"))
+        self._sink, self._buf, self._out = sink, bytearray(), bytearray()
+        self._counter, self.closed = 0, False
+        sink.write(header + b" " + _b64(_header_mac(file_key, header)) + b"\n" + nonce)
+
+    @classmethod
+    def for_passphrase(
+        cls, sink: _Sink, passphrase: str | bytes, work_factor: int = DEFAULT_WORK_FACTOR
+    ) -> AgeWriter:
+        if not 1 <= work_factor <= MAX_WORK_FACTOR:
+            raise ValueError(f"work factor must be 1..{MAX_WORK_FACTOR}")
+        file_key = os.urandom(16)
+        return cls(sink, file_key, [_scrypt_stanza(_as_bytes(passphrase), file_key, work_factor)])
+
+    @classmethod
+    def for_recipients(cls, sink: _Sink, recipients: Sequence[str]) -> AgeWriter:
+        keys = [_parse_recipient(text) for text in recipients]
+        if not keys:
+            raise ValueError("at least one recipient is required")
+        file_key = os.urandom(16)
+        return cls(sink, file_key, [_x25519_stanza(key, file_key) for key in keys])
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        if self.closed:
+            raise ValueError("write to a closed AgeWriter")
+        view = memoryview(data).cast("B")
+        rest = self._top_up(view)
+        # A full chunk stays buffered until more data shows it is not the last one.
+        while len(rest) > CHUNK_SIZE:
+            self._seal(rest[:CHUNK_SIZE], last=False)
+            rest = rest[CHUNK_SIZE:]
+        self._buf += rest
+        return len(view)
+
+    def _top_up(self, view: memoryview) -> memoryview:
+        """Complete the buffered chunk from view; what is left of view once it is sealed."""
+        if not self._buf:
+            return view
+        take = min(CHUNK_SIZE - len(self._buf), len(view))
+        self._buf += view[:take]
+        if take < len(view):
+            self._seal(self._buf, last=False)
+            self._buf.clear()
+        return view[take:]
+
+    def _seal(self, chunk: bytes | bytearray | memoryview, last: bool) -> None:
+        nonce = self._counter.to_bytes(11, "big") + (b"\x01" if last else b"\x00")
+        self._out += self._aead.encrypt(nonce, chunk, None)
+        self._counter += 1
+        if len(self._out) >= _SINK_BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        """Hand sealed chunks to the sink; the open chunk stays until more data or close()."""
+        if self._out:
+            # A fresh buffer each time: the sink may keep a reference to what it was given.
+            out, self._out = self._out, bytearray()
+            self._sink.write(out)
+
+    def close(self) -> None:
+        """Seal the final chunk. The sink stays open."""
+        if not self.closed:
+            self._seal(self._buf, last=True)
+            self._buf = bytearray()
+            self.flush()
+            self.closed = True
+
+    def __enter__(self) -> AgeWriter:
+        return self
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            # Without the final chunk a reader reports truncation, instead of authenticating
+            # a stream cut short by the failure.
+            self.closed, self._buf, self._out = True, bytearray(), bytearray()
+
+
+class AgeReader(io.RawIOBase):
+    """Readable file object decrypting an age v1 stream from source.
+
+    The header is parsed and authenticated here, so a wrong passphrase or identity fails
+    at construction; the payload is decrypted lazily, one 64 KiB chunk at a time.
+    """
+
+    def __init__(
+        self,
+        source: _Readable,
+        passphrase: str | bytes | None = None,
+        identities: Sequence[str] | None = None,
+        max_work_factor: int = MAX_WORK_FACTOR,
+    ) -> None:
+        super().__init__()
+        if passphrase is None and not identities:
+            raise ValueError("a passphrase or identities are required")
+        keys = [_parse_identity(text) for text in identities or ()]
+        secret = None if passphrase is None else _as_bytes(passphrase)
+        self._src = _Source(source)
+        file_key = self._open_header(secret, keys, max_work_factor)
+        nonce = self._src.read_exact(16)
+        if len(nonce) != 16:
+            raise AgeHeaderError("payload nonce missing or short")
+        self._aead = ChaCha20Poly1305(_hkdf(file_key, nonce, b"payload"))
+        self._counter, self._done = 0, False
+        self._pending, self._error = memoryview(b""), None
+
+    def _open_header(self, secret: bytes | None, keys: list[X25519PrivateKey], cap: int) -> bytes:
+        stanzas, header, mac = _read_header(self._src)
+        if len(stanzas) > 1 and any(args[0] == b"scrypt" for args, _ in stanzas):
+            raise AgeHeaderError("an scrypt stanza must be the only one")
+        keys_found = (_try_stanza(stanza, secret, keys, cap) for stanza in stanzas)
+        file_key = next((key for key in keys_found if key is not None), None)
+        if file_key is None:
+            raise AgeNoMatch("no stanza matched the passphrase or identities")
+        if not hmac.compare_digest(_header_mac(file_key, header), mac):
+            raise AgeHMACError("header MAC mismatch")
+        return file_key
+
+    def readable(self) -> bool:
+        return True
+
+    def _next_chunk(self) -> bytes:
+        sealed = self._src.read_exact(_SEALED_CHUNK)
+        if len(sealed) < _TAG_SIZE:
+            raise AgePayloadError("payload truncated: final chunk missing")
+        if len(sealed) == _TAG_SIZE and self._counter:
+            raise AgePayloadError("final chunk is empty but the payload is not")
+        # A short chunk must be the final one; a full-size one may still be.
+        last = len(sealed) < _SEALED_CHUNK
+        plain = None if last else self._open(sealed, last=False)
+        if plain is None:
+            last, plain = True, self._open(sealed, last=True)
+        if plain is None:
+            raise AgePayloadError(f"payload chunk {self._counter} failed authentication")
+        self._counter += 1
+        if last:
+            self._end()
+        return plain
+
+    def _end(self) -> None:
+        self._done = True
+        if self._src.read_exact(1):
+            self._error = AgePayloadError("trailing data after the final chunk")
+
+    def _open(self, sealed: bytes, last: bool) -> bytes | None:
+        nonce = self._counter.to_bytes(11, "big") + (b"\x01" if last else b"\x00")
+        try:
+            return self._aead.decrypt(nonce, sealed, None)
+        except InvalidTag:
+            return None
+
+    def _fill(self, raise_now: bool) -> bool:
+        """Whether plaintext is pending; an error waits while earlier plaintext is returned."""
+        if self._pending:
+            return True
+        if self._error is None and not self._done:
+            try:
+                self._pending = memoryview(self._next_chunk())
+                return True
+            except AgePayloadError as exc:
+                self._error = exc
+        if self._error is not None and raise_now:
+            raise self._error
+        return False
+
+    def readinto(self, buffer: Any) -> int:
+        if self.closed:
+            raise ValueError("read from a closed AgeReader")
+        out = memoryview(buffer).cast("B")
+        filled = 0
+        while filled < len(out) and self._fill(raise_now=not filled):
+            size = min(len(out) - filled, len(self._pending))
+            out[filled : filled + size] = self._pending[:size]
+            self._pending = self._pending[size:]
+            filled += size
+        return filled
+
+    def readall(self) -> bytes:
+        parts = []
+        while self._fill(raise_now=True):
+            parts.append(self._pending)
+            self._pending = memoryview(b"")
+        return b"".join(parts)
+
+
+def encrypt_bytes(
+    data: bytes, passphrase: str | bytes, work_factor: int = DEFAULT_WORK_FACTOR
+) -> bytes:
+    sink = io.BytesIO()
+    with AgeWriter.for_passphrase(sink, passphrase, work_factor) as writer:
+        writer.write(data)
+    return sink.getvalue()
+
+
+def decrypt_bytes(
+    data: bytes, passphrase: str | bytes | None = None, identities: Sequence[str] | None = None
+) -> bytes:
+    return AgeReader(io.BytesIO(data), passphrase, identities).readall()
