@@ -1,0 +1,211 @@
+"""One backup, from the configured sources to a finished file: walk, tar, zstd, age, hash, store.
+
+Plain Python, free of Celery and Redis, so that it can be tested and benchmarked alone; the task
+that runs it passes a Reporter for progress, warnings and the stop flag.
+
+Reading and compressing run on the calling thread (zstd adds its own worker threads); the
+encryption, the SHA-512 and the disk writes run on a second thread fed through a small bounded
+queue, so both halves work at once while at most a few MiB are in flight between them.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import zstandard
+
+from common.errors import H4Error, TaskCanceled
+from common.tasks import backup_file_name
+from worker.age import AgeWriter
+from worker.archive import COPY_SIZE, ArchiveWriter
+from worker.hashing import BinarySink, HashingWriter
+from worker.progress import ProgressThrottle
+from worker.sources import Source, measure, walk
+from worker.storage import AtomicFile
+
+_CHUNKS_IN_FLIGHT = 4
+_STOP_CHECK_INTERVAL = 0.1
+_END = b""  # write() never queues empty chunks, so an empty one can end the stream
+
+
+@dataclass(frozen=True)
+class BackupJob:
+    backup_id: str
+    sources: tuple[Source, ...]
+    backup_dir: Path
+    passphrase: str | None = None  # None and no recipients: a plain .tar.zst
+    recipients: tuple[str, ...] = ()  # age X25519 public keys
+    exclude: tuple[Path, ...] = ()
+    zstd_level: int = 3
+    zstd_threads: int = 2
+    work_factor: int = 18
+
+    def __post_init__(self) -> None:
+        # age allows a passphrase only as the file's sole recipient.
+        if self.passphrase is not None and self.recipients:
+            raise ValueError("a backup is encrypted to a passphrase or to recipients, not both")
+        if self.passphrase == "":
+            raise ValueError("an empty passphrase would protect nothing")
+
+    @property
+    def encrypted(self) -> bool:
+        return self.passphrase is not None or bool(self.recipients)
+
+
+@dataclass(frozen=True)
+class BackupOutcome:
+    backup_id: str
+    path: Path
+    size: int
+    hash: str  # "SHA-512:AB:CD:..." of the stored bytes
+    files: int
+    source_bytes: int
+    generated_on: int  # ms since the epoch
+
+
+class Reporter(Protocol):
+    def progress(self, percent: int) -> None: ...
+
+    def warning(self, error: H4Error) -> None: ...
+
+    def should_stop(self) -> bool: ...
+
+
+def run_backup(job: BackupJob, reporter: Reporter) -> BackupOutcome:
+    """Writes the backup file of job; it exists under its final name only if this returns."""
+    exclude = (*job.exclude, job.backup_dir)
+    _, total_bytes = measure(job.sources, exclude)
+    watch = _Watch(reporter, ProgressThrottle(total_bytes, reporter.progress))
+    generated_on = time.time_ns() // 1_000_000
+    path = job.backup_dir / backup_file_name(job.backup_id, job.encrypted)
+    with AtomicFile(path) as stored:
+        hasher = HashingWriter(stored)
+        archive = _write_encrypted(job, exclude, hasher, watch, generated_on)
+    watch.throttle.finish()
+    return BackupOutcome(job.backup_id, path, hasher.size, hasher.formatted(),
+                         archive.files, archive.source_bytes, generated_on)
+
+
+class _Watch:
+    """Progress and cancellation, as seen from inside the archive loop."""
+
+    def __init__(self, reporter: Reporter, throttle: ProgressThrottle) -> None:
+        self.reporter, self.throttle = reporter, throttle
+        self._last_check = float("-inf")
+
+    def on_read(self, n_bytes: int) -> None:
+        self.throttle.advance(n_bytes)
+
+    def checkpoint(self) -> None:
+        # Called between files and for every MiB read; a tree of tiny files would otherwise
+        # ask the task row whether to stop thousands of times a second.
+        now = time.monotonic()
+        if now - self._last_check < _STOP_CHECK_INTERVAL:
+            return
+        self._last_check = now
+        if self.reporter.should_stop():
+            raise TaskCanceled()
+
+
+def _write_encrypted(
+    job: BackupJob, exclude: tuple[Path, ...], sink: HashingWriter, watch: _Watch,
+    generated_on: int,
+) -> ArchiveWriter:
+    # The key derivation (hundreds of MiB for scrypt) runs before the compressor exists, so
+    # that the two memory peaks never add up.
+    encryptor = _open_encryption(job, sink)
+    with _BackgroundWriter(encryptor or sink) as pipe:
+        archive = _write_compressed(job, exclude, pipe, watch, generated_on)
+    if encryptor is not None:
+        encryptor.close()
+    return archive
+
+
+def _open_encryption(job: BackupJob, sink: BinarySink) -> AgeWriter | None:
+    if job.recipients:
+        return AgeWriter.for_recipients(sink, list(job.recipients))
+    if job.passphrase is not None:
+        return AgeWriter.for_passphrase(sink, job.passphrase, work_factor=job.work_factor)
+    return None
+
+
+def _write_compressed(
+    job: BackupJob, exclude: tuple[Path, ...], sink: BinarySink, watch: _Watch,
+    generated_on: int,
+) -> ArchiveWriter:
+    compressor = zstandard.ZstdCompressor(
+        level=job.zstd_level, threads=job.zstd_threads, write_checksum=True
+    ).stream_writer(sink, closefd=False, write_size=COPY_SIZE)
+    warn = watch.reporter.warning
+    names = [source.name for source in job.sources]
+    with ArchiveWriter(compressor, job.backup_id, names, generated_on, warn,
+                       watch.on_read, watch.checkpoint) as archive:
+        for entry in walk(job.sources, exclude, warn):
+            archive.add(entry)
+    # Only on success: closing ends the zstd frame, which a failed backup must not get.
+    compressor.close()
+    return archive
+
+
+class _BackgroundWriter:
+    """A write-only file whose bytes reach the sink on another thread, in order."""
+
+    def __init__(self, sink: BinarySink) -> None:
+        self._sink = sink
+        self._queue: queue.Queue[bytes] = queue.Queue(maxsize=_CHUNKS_IN_FLIGHT)
+        self._failure: BaseException | None = None
+        self._stopping = False
+        self._thread = threading.Thread(target=self._drain, name="backup-writer", daemon=True)
+
+    def __enter__(self) -> _BackgroundWriter:
+        self._thread.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_rest: object) -> None:
+        if exc_type is not None:
+            self._abandon()
+            return
+        self._put(_END)
+        self._thread.join()
+        self._raise_failure()
+
+    def write(self, data: bytes) -> int:
+        if data:
+            self._put(bytes(data))
+        return len(data)
+
+    def _put(self, item: bytes) -> None:
+        # A timeout rather than a plain put: a writer thread that died must not leave this
+        # thread waiting forever on a full queue.
+        while True:
+            self._raise_failure()
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+
+    def _abandon(self) -> None:
+        self._stopping = True
+        with suppress(queue.Empty):
+            while True:
+                self._queue.get_nowait()
+        self._queue.put_nowait(_END)
+        self._thread.join()
+
+    def _drain(self) -> None:
+        try:
+            while (chunk := self._queue.get()) and not self._stopping:
+                self._sink.write(chunk)
+        except BaseException as error:  # handed to the producing thread, which raises it
+            self._failure = error

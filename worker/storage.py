@@ -1,0 +1,173 @@
+"""Writing a backup file so that a listed backup is always whole.
+
+The bytes go to `.<final name>.<random>.part` beside the final place; only after they are on
+disk (file fsync) is the file renamed, and the folder fsynced so that the rename itself
+survives a crash. Any failure, a cancel or an interrupt removes the temporary file. A crash that
+gives no chance to clean up leaves a temporary name that `remove_orphan_temporaries` reaps.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import secrets
+import stat
+import time
+from contextlib import suppress
+from pathlib import Path
+from types import TracebackType
+
+from common.errors import H4Error, InsufficientStorage, StorageFailure
+
+_TEMPORARY_NAME = re.compile(r"\..+\.[0-9a-f]{16}\.part")
+_NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
+# Backups hold secrets: only the service's own user may read them.
+_FILE_MODE = 0o600
+
+
+def is_temporary_name(name: str) -> bool:
+    """True for names that AtomicFile gives its unfinished files."""
+    return _TEMPORARY_NAME.fullmatch(name) is not None
+
+
+def temporary_name(final_name: str) -> str:
+    return f".{final_name}.{secrets.token_hex(8)}.part"
+
+
+def storage_error(error: OSError, folder: Path) -> H4Error:
+    """The task error for an OSError met while storing a backup in folder."""
+    if error.errno in _NO_SPACE:
+        return InsufficientStorage(folder)
+    return StorageFailure(error.strerror or str(error))
+
+
+class _TemporaryWriter:
+    """Unbuffered writer on the temporary file that reports OSErrors as storage errors."""
+
+    def __init__(self, fd: int, folder: Path) -> None:
+        self._fd = fd
+        self._folder = folder
+
+    def write(self, data: bytes) -> int:
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(self._fd, view):]
+        except OSError as error:
+            raise storage_error(error, self._folder) from error
+        return len(data)
+
+    def flush(self) -> None:
+        """Nothing is buffered here; durability comes from the fsync on commit."""
+
+
+class AtomicFile:
+    """Context manager giving a writer whose bytes appear at final_path only on success."""
+
+    def __init__(self, final_path: str | os.PathLike[str]) -> None:
+        self.final_path = Path(final_path)
+        self.folder = self.final_path.parent
+        self.temporary_path = self.folder / temporary_name(self.final_path.name)
+        self._fd = -1
+
+    def __enter__(self) -> _TemporaryWriter:
+        if self.final_path.exists():
+            raise StorageFailure(f"{self.final_path.name} already exists")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+        try:
+            self._fd = os.open(self.temporary_path, flags, _FILE_MODE)
+            os.fchmod(self._fd, _FILE_MODE)  # the umask may have taken bits away
+        except OSError as error:
+            self._discard()
+            raise storage_error(error, self.folder) from error
+        return _TemporaryWriter(self._fd, self.folder)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if exc_type is not None:
+            self._discard()
+            return
+        try:
+            self._commit()
+        except BaseException:
+            self._discard()
+            raise
+
+    def _commit(self) -> None:
+        try:
+            os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = -1
+            _move_without_overwrite(self.temporary_path, self.final_path)
+            _fsync_folder(self.folder)
+        except OSError as error:
+            raise storage_error(error, self.folder) from error
+
+    def _discard(self) -> None:
+        if self._fd >= 0:
+            _close_quietly(self._fd)
+            self._fd = -1
+        with suppress(FileNotFoundError):
+            os.unlink(self.temporary_path)
+
+
+def _move_without_overwrite(source: Path, target: Path) -> None:
+    # Link then unlink rather than rename: a link fails when the target exists, where a rename
+    # would silently replace a finished backup.
+    try:
+        os.link(source, target)
+    except FileExistsError:
+        raise StorageFailure(f"{target.name} already exists") from None
+    except OSError as error:
+        if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP):
+            raise
+        _rename_if_absent(source, target)
+        return
+    os.unlink(source)
+
+
+def _rename_if_absent(source: Path, target: Path) -> None:
+    """For filesystems without hard links; only another writer of the same id could race."""
+    if target.exists():
+        raise StorageFailure(f"{target.name} already exists")
+    os.rename(source, target)
+
+
+def _fsync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _close_quietly(fd: int) -> None:
+    with suppress(OSError):
+        os.close(fd)
+
+
+def remove_orphan_temporaries(
+    folder: str | os.PathLike[str], older_than_seconds: float
+) -> list[Path]:
+    """Removes temporary files left by crashed writers; returns what it removed."""
+    deadline = time.time() - older_than_seconds
+    with os.scandir(folder) as listing:
+        candidates = [Path(e.path) for e in listing if is_temporary_name(e.name)]
+    return [path for path in candidates if _remove_if_older(path, deadline)]
+
+
+def _remove_if_older(path: Path, deadline: float) -> bool:
+    # The age test keeps a reaper from removing a file that a running backup is writing.
+    try:
+        st = path.lstat()
+        if not stat.S_ISREG(st.st_mode) or st.st_mtime >= deadline:
+            return False
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    return True
