@@ -92,10 +92,10 @@ def _register_hooks(app: Flask, settings: Settings) -> None:
 
 
 def _register_blueprints(app: Flask) -> None:
-    from api import backups, docs, sessions, tasks
+    from api import backups, docs, health, sessions, tasks
 
     api = H4Api(app)
     app.register_blueprint(docs.assets)
     errors.register(app)
-    for module in (sessions, backups, tasks):
+    for module in (sessions, backups, tasks, health):
         api.register_blueprint(module.blp)

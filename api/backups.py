@@ -20,7 +20,7 @@ from api.schemas import (
     NewBackupRequestSchema,
 )
 from common import tasks
-from common.errors import BackupQuotaExceeded, BadUserInput, ServiceUnavailable
+from common.errors import BackupQuotaExceeded, BadUserInput, ServiceUnavailable, TooManyTasks
 
 FILE_RESPONSE = {"description": "The backup file (byte ranges supported).",
                  "content": {"application/octet-stream": {"schema": {
@@ -51,9 +51,12 @@ def start_backup(backup_id: str, password: str | None):
                                 operation_id=g.get("operation_id"))
     sealed = services.sealer.seal(password, row["id"]) if password else None
     created = services.store.create_backup_task(
-        row, backup_id, services.settings.backup_quota, sealed, tasks.SECRET_TTL_SECONDS)
+        row, backup_id, services.settings.backup_quota, sealed, tasks.SECRET_TTL_SECONDS,
+        services.settings.user_task_cap)
     if created.outcome == "quota":
         raise BackupQuotaExceeded(services.settings.backup_quota, created.count)
+    if created.outcome == "user_busy":
+        raise TooManyTasks(caller.user, created.count)
     if created.outcome == "created":
         _dispatch(services, row["id"])
     task = services.store.get_task(created.task_id)

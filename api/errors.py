@@ -76,7 +76,8 @@ def from_http_exception(exc: HTTPException) -> errors.H4Error:
 
 
 def register(app: Flask) -> None:
-    app.register_error_handler(errors.H4Error, lambda e: error_response(e))
+    app.register_error_handler(
+        errors.H4Error, lambda e: error_response(e, headers=getattr(e, "headers", None)))
 
     @app.errorhandler(redis.RedisError)
     def redis_down(exc: redis.RedisError):

@@ -112,6 +112,12 @@ class TaskListQuerySchema(StrictSchema):
         metadata={"description": "A field, `-` before it for descending order."})
 
 
+class HealthSchema(ma.Schema):
+    status = fields.String(metadata={"description": "`ok` or `unavailable`."})
+    redis = fields.Dict()
+    workers = fields.Dict()
+
+
 class TaskListSchema(ma.Schema):
     items = fields.List(fields.Nested(ApiTaskSchema))
     total = fields.Integer()

@@ -38,6 +38,9 @@ def _parser() -> argparse.ArgumentParser:
                         default=int(os.environ.get("H4_WORKER_CONCURRENCY", "1")))
     worker.add_argument("--name", default=None, help="Celery node name (default h4-<pid>@host)")
     worker.set_defaults(run=_worker)
+    beat = commands.add_parser("beat", help="run Celery beat: the reaper and the schedules "
+                               "(run exactly one)")
+    beat.set_defaults(run=_beat)
     user = commands.add_parser("user", help="manage local users")
     user_commands = user.add_subparsers(title="user commands")
     add = user_commands.add_parser("add", help="create a user or reset its password; the "
@@ -62,12 +65,22 @@ def _api(args: argparse.Namespace) -> int:
 
 def _worker(args: argparse.Namespace) -> int:
     load_settings()  # fail early, naming a bad setting, before Celery starts
-    from common.celery_app import QUEUE
+    from common.celery_app import CONTROL_QUEUE, QUEUE
     from worker.app import celery
 
     name = args.name or f"h4-{os.getpid()}@%h"
-    celery.worker_main(["worker", "-Q", QUEUE, "--concurrency", str(args.concurrency),
-                        "-n", name, "--without-gossip", "--without-mingle"])
+    celery.worker_main(["worker", "-Q", f"{QUEUE},{CONTROL_QUEUE}",
+                        "--concurrency", str(args.concurrency), "-n", name,
+                        "--without-gossip", "--without-mingle"])
+    return 0
+
+
+def _beat(_args: argparse.Namespace) -> int:
+    settings = load_settings()
+    from worker.app import celery
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    celery.start(["beat", "--schedule", str(settings.data_dir / "beat-schedule")])
     return 0
 
 

@@ -85,9 +85,9 @@ def serve(settings: Settings) -> int:
     if settings.redis_url is None:
         redis_process, env["H4_REDIS_URL"] = start_private_redis(settings.data_dir)
         children.append(redis_process)
-    worker, api = _child("worker", env), _child("api", env)
+    worker, beat, api = _child("worker", env), _child("beat", env), _child("api", env)
     # Stop the API first (no new work), then the worker (finish work), then Redis.
-    order = [api, worker, *children]
+    order = [api, beat, worker, *children]
     _announce(settings)
     return _supervise(order)
 

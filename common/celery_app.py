@@ -10,8 +10,11 @@ from __future__ import annotations
 from celery import Celery
 
 from common.config import Settings
+from common.tasks import HEALTH_PING, REAP, REAP_INTERVAL_SECONDS
 
 QUEUE = "h4backup"
+# Housekeeping and health pings; every worker consumes it besides the backup queue.
+CONTROL_QUEUE = "h4backup.control"
 # The longest a backup may run; the broker redelivers an unacknowledged message only after
 # a longer visibility timeout, so a slow but living worker is never raced by a second one.
 HARD_TIME_LIMIT_SECONDS = 4 * 3600
@@ -36,6 +39,10 @@ def make_celery(settings: Settings, broker_url: str | None = None) -> Celery:
         worker_soft_shutdown_timeout=60.0,
         worker_enable_soft_shutdown_on_idle=False,
         task_default_queue=QUEUE,
+        task_routes={REAP: {"queue": CONTROL_QUEUE}, HEALTH_PING: {"queue": CONTROL_QUEUE}},
+        beat_schedule={"reap-lost-tasks": {
+            "task": REAP, "schedule": REAP_INTERVAL_SECONDS,
+            "options": {"expires": REAP_INTERVAL_SECONDS * 2}}},
         task_send_sent_event=True,
         worker_send_task_events=True,
         worker_hijack_root_logger=False,

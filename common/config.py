@@ -51,6 +51,12 @@ class Settings:
     zstd_level: int = 3
     zstd_threads: int = 2
     scrypt_work_factor: int = 18
+    user_task_cap: int = 8
+    login_failures_per_user: int = 5
+    login_failures_per_address: int = 20
+    login_window_seconds: int = 300
+    lease_seconds: int = 30
+    max_attempts: int = 3
     debug: bool = False
     log_level: str = "INFO"
     extra: dict[str, str] = field(default_factory=dict)
@@ -179,6 +185,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         zstd_level=_int(env, "H4_ZSTD_LEVEL", 3, 1, 19),
         zstd_threads=_int(env, "H4_ZSTD_THREADS", 2, 0, 64),
         scrypt_work_factor=_int(env, "H4_SCRYPT_WORK_FACTOR", 18, 10, 22),
+        user_task_cap=_int(env, "H4_USER_TASK_CAP", 8, 1, 100000),
+        login_failures_per_user=_int(env, "H4_LOGIN_FAILURES_PER_USER", 5, 1, 10000),
+        login_failures_per_address=_int(env, "H4_LOGIN_FAILURES_PER_ADDRESS", 20, 1, 100000),
+        login_window_seconds=_int(env, "H4_LOGIN_WINDOW_SECONDS", 300, 1, 86400),
+        lease_seconds=_int(env, "H4_LEASE_SECONDS", 30, 3, 3600),
+        max_attempts=_int(env, "H4_MAX_ATTEMPTS", 3, 1, 100),
         debug=_bool(env, "H4_DEBUG"),
         log_level=level,
     )

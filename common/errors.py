@@ -99,6 +99,19 @@ class BackupQuotaExceeded(H4Error):
 class TooManyRequests(H4Error):
     code, status, template = "TooManyRequests", 429, "Too many requests; retry in {0} seconds."
 
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(retry_after)
+        self.headers = {"Retry-After": str(retry_after)}
+
+
+class TooManyTasks(H4Error):
+    code, status = "TooManyTasks", 429
+    template = "User {0} already runs {1} tasks; wait for one to finish."
+
+    def __init__(self, user: str, running: int) -> None:
+        super().__init__(user, running)
+        self.headers = {"Retry-After": "10"}
+
 
 class ServiceUnavailable(H4Error):
     code, status, template = "ServiceUnavailable", 503, "Service temporarily unavailable: {0}"

@@ -19,6 +19,7 @@ import redis
 from common.states import TRANSITIONS, TaskState
 
 PREFIX = "h4:"
+RUNNING_KEY = f"{PREFIX}tasks:running"
 MAX_WARNINGS = 100
 JSON_FIELDS = ("result", "error", "warnings", "workflowInfo")
 INT_FIELDS = ("progress", "startTime", "endTime", "lastUpdated", "attempts")
@@ -33,25 +34,42 @@ def _allowed_from(target: TaskState) -> str:
     return ",".join(sorted(s.value for s, moves in TRANSITIONS.items() if target in moves))
 
 
+# KEYS: task, all tasks, user's tasks, backups, pending backups, backup->task, secret,
+#       running tasks, user's running tasks
+# ARGV: quota, task id, start time, backup id, sealed password, secret ttl, user cap,
+#       then the row's field/value pairs
 _CREATE_BACKUP_TASK = """
 local existing = redis.call('GET', KEYS[6])
 if existing then return {'exists', existing} end
+local running = redis.call('SCARD', KEYS[9])
+if running >= tonumber(ARGV[7]) then return {'user_busy', tostring(running)} end
 local count = redis.call('ZCARD', KEYS[4]) + redis.call('SCARD', KEYS[5])
 if count >= tonumber(ARGV[1]) then return {'quota', tostring(count)} end
-redis.call('HSET', KEYS[1], unpack(ARGV, 7))
+redis.call('HSET', KEYS[1], unpack(ARGV, 8))
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[2])
+redis.call('SADD', KEYS[8], ARGV[2])
+redis.call('SADD', KEYS[9], ARGV[2])
 redis.call('SADD', KEYS[5], ARGV[4])
 redis.call('SET', KEYS[6], ARGV[2])
 if ARGV[5] ~= '' then redis.call('SET', KEYS[7], ARGV[5], 'EX', ARGV[6]) end
 return {'created', ARGV[2]}
 """
 
+# KEYS: task, all tasks, user's tasks, running tasks, user's running tasks, secret
+# ARGV: task id, start time, user cap ('' for none), sealed password, secret ttl, row pairs
 _CREATE_TASK = """
-redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+if ARGV[3] ~= '' then
+  local running = redis.call('SCARD', KEYS[5])
+  if running >= tonumber(ARGV[3]) then return {'user_busy', tostring(running)} end
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 6))
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
-return 1
+redis.call('SADD', KEYS[4], ARGV[1])
+redis.call('SADD', KEYS[5], ARGV[1])
+if ARGV[4] ~= '' then redis.call('SET', KEYS[6], ARGV[4], 'EX', ARGV[5]) end
+return {'created', ARGV[1]}
 """
 
 _PROGRESS = """
@@ -73,7 +91,8 @@ redis.call('HSET', KEYS[1], 'warnings', cjson.encode(warnings), 'lastUpdated', A
 return 1
 """
 
-# KEYS: task, secret, lease, pending set, backups zset, backup hash, backup->task
+# KEYS: task, secret, lease, pending set, backups zset, backup hash, backup->task,
+#       running tasks, user's running tasks
 # ARGV: target, allowed-from, now, ttl, result, resultType, error, backupId, generatedOn,
 #       then the backup row's field/value pairs when the finish stores a backup.
 _FINISH = """
@@ -88,6 +107,9 @@ if ARGV[1] == 'SUCCEEDED' then table.insert(fields, 'progress'); table.insert(fi
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('DEL', KEYS[2], KEYS[3])
+local id = redis.call('HGET', KEYS[1], 'id')
+redis.call('SREM', KEYS[8], id)
+redis.call('SREM', KEYS[9], id)
 if ARGV[8] ~= '' then
   redis.call('SREM', KEYS[4], ARGV[8])
   if #ARGV > 9 then
@@ -122,6 +144,14 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 return row
 """
 
+# Send a lost task again once per attempt: a requeue waiting for a worker is not repeated.
+_MARK_REQUEUED = """
+if redis.call('HGET', KEYS[1], 'state') ~= 'RUNNING' then return 0 end
+if redis.call('HGET', KEYS[1], 'requeuedAttempt') == ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'requeuedAttempt', ARGV[1])
+return 1
+"""
+
 _RENEW = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('EXPIRE', KEYS[1], ARGV[2])
@@ -150,6 +180,7 @@ class Store:
         self._claim = client.register_script(_CLAIM)
         self._renew = client.register_script(_RENEW)
         self._unlist_backup = client.register_script(_UNLIST_BACKUP)
+        self._mark_requeued = client.register_script(_MARK_REQUEUED)
 
     @classmethod
     def from_url(cls, url: str, task_ttl_seconds: int = 7 * 24 * 3600) -> Store:
@@ -166,6 +197,10 @@ class Store:
     @staticmethod
     def _user_tasks_key(user: str) -> str:
         return f"{PREFIX}tasks:user:{user}"
+
+    @staticmethod
+    def _user_running_key(user: str) -> str:
+        return f"{PREFIX}tasks:running:user:{user}"
 
     @staticmethod
     def backup_key(backup_id: str) -> str:
@@ -209,22 +244,57 @@ class Store:
     # --- tasks -----------------------------------------------------------------------------
 
     def create_backup_task(self, task: dict[str, Any], backup_id: str, quota: int,
-                           sealed_password: str | None, secret_ttl: int) -> Created:
-        """Write a new backup task row unless its backup id is taken or the quota is full."""
+                           sealed_password: str | None, secret_ttl: int,
+                           user_cap: int = 1_000_000) -> Created:
+        """Write a new backup task row unless its id is taken, the quota is full, or the user
+        already runs `user_cap` tasks."""
         keys = [self.task_key(task["id"]), f"{PREFIX}tasks", self._user_tasks_key(task["user"]),
                 f"{PREFIX}backups", f"{PREFIX}backups:pending",
-                f"{PREFIX}backup-task:{backup_id}", self._secret_key(task["id"])]
+                f"{PREFIX}backup-task:{backup_id}", self._secret_key(task["id"]),
+                RUNNING_KEY, self._user_running_key(task["user"])]
         args = [quota, task["id"], task["startTime"], backup_id, sealed_password or "",
-                secret_ttl, *_flatten(_encode_task(task))]
+                secret_ttl, user_cap, *_flatten(_encode_task(task))]
         outcome, value = self._create_backup_task(keys=keys, args=args)
-        if outcome == "quota":
-            return Created("quota", count=int(value))
+        if outcome in ("quota", "user_busy"):
+            return Created(outcome, count=int(value))
         return Created(outcome, task_id=value)
 
-    def create_task(self, task: dict[str, Any]) -> None:
-        keys = [self.task_key(task["id"]), f"{PREFIX}tasks", self._user_tasks_key(task["user"])]
-        self._create_task(keys=keys,
-                          args=[task["id"], task["startTime"], *_flatten(_encode_task(task))])
+    def create_task(self, task: dict[str, Any], user_cap: int | None = None,
+                    sealed_password: str | None = None, secret_ttl: int = 3600) -> Created:
+        """Write a new task row (with its sealed password), unless the user is at the cap."""
+        keys = [self.task_key(task["id"]), f"{PREFIX}tasks", self._user_tasks_key(task["user"]),
+                RUNNING_KEY, self._user_running_key(task["user"]), self._secret_key(task["id"])]
+        args = [task["id"], task["startTime"], "" if user_cap is None else user_cap,
+                sealed_password or "", secret_ttl, *_flatten(_encode_task(task))]
+        outcome, value = self._create_task(keys=keys, args=args)
+        if outcome == "user_busy":
+            return Created(outcome, count=int(value))
+        return Created(outcome, task_id=value)
+
+    def running_task_ids(self) -> list[str]:
+        return sorted(self.redis.smembers(RUNNING_KEY))
+
+    def has_lease(self, task_id: str) -> bool:
+        return bool(self.redis.exists(self._lease_key(task_id)))
+
+    def active_leases(self) -> int:
+        """How many running tasks a living worker holds right now."""
+        ids = self.running_task_ids()
+        with self.redis.pipeline(transaction=False) as pipe:
+            for task_id in ids:
+                pipe.exists(self._lease_key(task_id))
+            return sum(pipe.execute()) if ids else 0
+
+    def mark_requeued(self, task_id: str, attempt: int) -> bool:
+        return bool(self._mark_requeued(keys=[self.task_key(task_id)], args=[attempt]))
+
+    # --- worker health ---------------------------------------------------------------------
+
+    def record_pong(self, nonce: str, holder: str) -> None:
+        self.redis.set(f"{PREFIX}health:{nonce}", holder, ex=60)
+
+    def pong(self, nonce: str) -> str | None:
+        return self.redis.get(f"{PREFIX}health:{nonce}")
 
     def get_task(self, task_id: str) -> dict[str, Any] | None:
         row = self.redis.hgetall(self.task_key(task_id))
@@ -263,19 +333,18 @@ class Store:
     def _finish_task(self, task_id: str, target: TaskState, *, result: dict | None = None,
                      result_type: str | None = None, error: dict | None = None,
                      backup: dict[str, Any] | None = None) -> bool:
-        backup_id = (backup or {}).get("id") or self._backup_id_of(task_id)
+        backup_id, user = self.redis.hmget(self.task_key(task_id), ["backupId", "user"])
+        backup_id = (backup or {}).get("id") or backup_id or ""
         keys = [self.task_key(task_id), self._secret_key(task_id), self._lease_key(task_id),
                 f"{PREFIX}backups:pending", f"{PREFIX}backups", self.backup_key(backup_id or "-"),
-                f"{PREFIX}backup-task:{backup_id or '-'}"]
+                f"{PREFIX}backup-task:{backup_id or '-'}", RUNNING_KEY,
+                self._user_running_key(user or "-")]
         args = [target.value, _allowed_from(target), now_ms(), self.task_ttl,
-                _dump(result), result_type or "", _dump(error), backup_id or "",
+                _dump(result), result_type or "", _dump(error), backup_id,
                 (backup or {}).get("generatedOn", 0)]
         if backup:
             args += _flatten({k: _scalar(v) for k, v in backup.items()})
         return bool(self._finish(keys=keys, args=args))
-
-    def _backup_id_of(self, task_id: str) -> str | None:
-        return self.redis.hget(self.task_key(task_id), "backupId") or None
 
     # --- passwords in transit --------------------------------------------------------------
 
@@ -323,6 +392,30 @@ class Store:
         if not flat:
             return None
         return _decode_backup(dict(zip(flat[::2], flat[1::2], strict=True)))
+
+    # --- login throttling ------------------------------------------------------------------
+
+    def login_retry_after(self, keys_and_limits: list[tuple[str, int]]) -> int:
+        """Seconds until a throttled login may be tried again; 0 when none is throttled."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for key, _limit in keys_and_limits:
+                pipe.get(f"{PREFIX}throttle:{key}")
+                pipe.ttl(f"{PREFIX}throttle:{key}")
+            answers = pipe.execute()
+        waits = [max(ttl, 1) for (count, ttl), (_key, limit)
+                 in zip(zip(answers[::2], answers[1::2], strict=True), keys_and_limits,
+                        strict=True) if count and int(count) >= limit]
+        return max(waits, default=0)
+
+    def note_login_failure(self, keys: list[str], window_seconds: int) -> None:
+        with self.redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.incr(f"{PREFIX}throttle:{key}")
+                pipe.expire(f"{PREFIX}throttle:{key}", window_seconds, nx=True)
+            pipe.execute()
+
+    def clear_login_failures(self, key: str) -> None:
+        self.redis.delete(f"{PREFIX}throttle:{key}")
 
     # --- download cookies ------------------------------------------------------------------
 

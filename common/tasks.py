@@ -10,6 +10,9 @@ from common.states import TaskState
 from common.store import now_ms
 
 GENERATE_BACKUP = "h4.backup.generate"
+REAP = "h4.maintenance.reap"
+HEALTH_PING = "h4.health.ping"
+REAP_INTERVAL_SECONDS = 5.0
 # Backup ids name files: nothing that could climb out of the backup folder or hide there.
 SAFE_BACKUP_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
 

@@ -23,6 +23,9 @@ class RecordingDispatcher:
             raise self.fail_with
         self.sent.append((task_name, task_id))
 
+    def ping(self, nonce: str, expires: float) -> None:
+        self.pinged = nonce
+
 
 @pytest.fixture
 def settings(tmp_path):

@@ -14,14 +14,12 @@ from common import logs
 from common.errors import GeneralServerFailure, H4Error, WorkerLost
 from common.tasks import backup_file_name
 from worker.context import WorkerContext
+from worker.maintenance import remove_partial_files
 from worker.pipeline import BackupJob, BackupOutcome, run_backup
 from worker.sources import Source
 
 log = logging.getLogger("h4backup.worker")
 
-LEASE_SECONDS = 30
-HEARTBEAT_SECONDS = 10
-MAX_ATTEMPTS = 3
 
 
 class StoreReporter:
@@ -47,6 +45,7 @@ class LeaseKeeper:
 
     def __init__(self, ctx: WorkerContext, task_id: str, reporter: StoreReporter) -> None:
         self.ctx, self.task_id, self.reporter = ctx, task_id, reporter
+        self.lease = ctx.settings.lease_seconds
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._beat, name=f"lease-{task_id}", daemon=True)
 
@@ -59,9 +58,10 @@ class LeaseKeeper:
         self._thread.join()
 
     def _beat(self) -> None:
-        while not self._done.wait(HEARTBEAT_SECONDS):
+        # Renew three times per lease: one missed beat (Redis busy a moment) is no loss.
+        while not self._done.wait(self.lease / 3):
             try:
-                renewed = self.ctx.store.renew_lease(self.task_id, self.ctx.holder, LEASE_SECONDS)
+                renewed = self.ctx.store.renew_lease(self.task_id, self.ctx.holder, self.lease)
             except Exception:  # Redis away for a moment: keep running, try again next beat
                 log.warning("could not renew the lease of task %s", self.task_id)
                 continue
@@ -73,13 +73,15 @@ class LeaseKeeper:
 def generate_backup(ctx: WorkerContext, task_id: str) -> str:
     """Run a backup task; returns 'done', or 'busy' when another run holds its lease."""
     logs.clear()
-    outcome, attempt = ctx.store.claim(task_id, ctx.holder, LEASE_SECONDS)
+    outcome, attempt = ctx.store.claim(task_id, ctx.holder, ctx.settings.lease_seconds)
     if outcome != "claimed":
         log.info("task %s not run: %s", task_id, outcome)
         return "busy" if outcome == "busy" else "done"
     task = ctx.store.get_task(task_id)
     logs.bind(taskId=task_id, operationID=task.get("operationID"), user=task.get("user"))
-    if attempt > MAX_ATTEMPTS:
+    # Whatever an earlier attempt left half-written goes first; the lease makes it ours alone.
+    remove_partial_files(ctx.settings.backup_dir, task["backupId"])
+    if attempt > ctx.settings.max_attempts:
         log.error("task %s failed after %d attempts", task_id, attempt - 1)
         ctx.store.fail(task_id, WorkerLost().to_api_error())
         return "done"

@@ -160,3 +160,70 @@ def test_unknown_route_and_wrong_method_are_api_errors(client):
 def test_operation_id_is_echoed(client):
     response = client.get("/sessions", headers={"operationID": "op-42"})
     assert response.headers["operationID"] == "op-42"
+
+
+def _failed_login(client, user="admin", address="10.9.8.7"):
+    return client.post("/sessions", json={"type": "localUser", "localUser": user,
+                                          "localPassword": "wrong"},
+                       environ_base={"REMOTE_ADDR": address})
+
+
+def test_repeated_login_failures_are_throttled_per_user(client):
+    for _ in range(5):
+        assert _failed_login(client).status_code == 401
+    response = _failed_login(client, address="10.0.0.99")
+    body = _api_error(response, 429, "TooManyRequests")
+    assert 0 < int(response.headers["Retry-After"]) <= 300 and body["args"]
+
+
+def test_throttled_user_cannot_log_in_even_with_the_right_password(client):
+    for _ in range(5):
+        _failed_login(client)
+    response = client.post("/sessions", json={"type": "localUser", "localUser": "admin",
+                                              "localPassword": "admin-secret-Pa$$"})
+    assert response.status_code == 429
+
+
+def test_login_failures_are_throttled_per_address(client):
+    for n in range(20):
+        _failed_login(client, user=f"guess{n}")
+    _api_error(_failed_login(client, user="another"), 429, "TooManyRequests")
+    assert _failed_login(client, user="another", address="10.1.1.1").status_code == 401
+
+
+def test_per_user_cap_on_running_tasks(client, store, settings):
+    object.__setattr__(settings, "user_task_cap", 2)
+    object.__setattr__(settings, "backup_quota", 100)
+    headers = login(client)
+    for _ in range(2):
+        assert client.post("/backups", json={}, headers=headers).status_code == 202
+    response = client.post("/backups", json={}, headers=headers)
+    _api_error(response, 429, "TooManyTasks")
+    assert response.headers["Retry-After"]
+
+
+def test_password_over_one_kib_is_400(client):
+    headers = login(client)
+    _api_error(client.post("/backups", json={"password": "x" * 1025}, headers=headers), 400,
+               "BadUserInput")
+
+
+def test_health_without_any_worker_is_503(client, app, monkeypatch):
+    monkeypatch.setattr("api.health.PING_DEADLINE_SECONDS", 0.1)
+    response = client.get("/health")
+    assert response.status_code == 503
+    body = response.get_json()
+    assert body["redis"]["ok"] and not body["workers"]["ok"] and body["status"] == "unavailable"
+
+
+def test_health_with_an_answering_worker_is_200(client, store, dispatcher, monkeypatch):
+    original = dispatcher.ping
+
+    def ping_and_answer(nonce, expires):
+        original(nonce, expires)
+        store.record_pong(nonce, "host:1")
+
+    monkeypatch.setattr(dispatcher, "ping", ping_and_answer)
+    response = client.get("/health")
+    assert response.status_code == 200
+    assert response.get_json()["workers"]["answeredBy"] == "host:1"

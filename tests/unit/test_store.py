@@ -130,3 +130,19 @@ def test_cookie_works_once(store):
     store.put_cookie("d1", "b1", 30)
     assert store.take_cookie("d1") == "b1"
     assert store.take_cookie("d1") is None
+
+
+def test_requeue_is_marked_once_per_attempt(store):
+    row, _ = _create(store)
+    store.claim(row["id"], "w1", 30)
+    assert store.mark_requeued(row["id"], 1)
+    assert not store.mark_requeued(row["id"], 1)
+    assert store.mark_requeued(row["id"], 2)
+
+
+def test_running_index_follows_task_life(store):
+    row, _ = _create(store)
+    store.claim(row["id"], "w1", 30)
+    assert store.running_task_ids() == [row["id"]] and store.active_leases() == 1
+    store.succeed(row["id"], None, None)
+    assert store.running_task_ids() == [] and store.active_leases() == 0

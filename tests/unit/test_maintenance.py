@@ -1,0 +1,45 @@
+from common.tasks import new_backup_task
+from worker.maintenance import reap, remove_partial_files
+
+
+def _claimed(store, backup_id="b1", attempts=1):
+    row = new_backup_task("admin", backup_id, encrypted=False)
+    store.create_backup_task(row, backup_id, 10, None, 60)
+    for n in range(attempts):
+        store.claim(row["id"], f"w{n}", 30)
+        store.redis.delete(f"h4:task:{row['id']}:lease")  # its worker died
+    return row["id"]
+
+
+def test_task_whose_worker_died_is_sent_again_once(store, tmp_path):
+    task_id = _claimed(store)
+    sent = []
+    assert reap(store, sent.append, 3, tmp_path).requeued == [task_id]
+    assert reap(store, sent.append, 3, tmp_path).requeued == []
+    assert sent == [task_id]
+
+
+def test_task_out_of_attempts_fails_worker_lost_and_loses_partial_file(store, tmp_path):
+    task_id = _claimed(store, attempts=3)
+    partial = tmp_path / ".b1.tar.zst.age.x1y2.part"
+    partial.write_bytes(b"half")
+    report = reap(store, lambda _id: None, 3, tmp_path)
+    assert report.failed == [task_id]
+    task = store.get_task(task_id)
+    assert (task["state"], task["error"]["code"]) == ("FAILED", "WorkerLost")
+    assert not partial.exists()
+
+
+def test_queued_and_leased_tasks_are_left_alone(store, tmp_path):
+    queued = new_backup_task("admin", "q1", encrypted=False)
+    store.create_backup_task(queued, "q1", 10, None, 60)
+    working = _claimed(store, "b2", attempts=0)
+    store.claim(working, "w1", 30)
+    assert reap(store, lambda _id: None, 3, tmp_path).requeued == []
+
+
+def test_remove_partial_files_only_touches_that_backup(tmp_path):
+    (tmp_path / ".b1.tar.zst.p.part").write_bytes(b"")
+    (tmp_path / ".b2.tar.zst.p.part").write_bytes(b"")
+    assert remove_partial_files(tmp_path, "b1") == 1
+    assert [p.name for p in tmp_path.iterdir()] == [".b2.tar.zst.p.part"]

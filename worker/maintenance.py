@@ -1,0 +1,76 @@
+"""Housekeeping run by Celery beat: find tasks whose worker died, and sweep stale files.
+
+A task that was claimed (attempts > 0) but holds no lease any more lost its worker: the lease
+is renewed every few seconds while a worker runs it. Such a task is sent again, or, once it has
+used up its attempts, ends FAILED `WorkerLost`. Queued tasks (never claimed) are left alone:
+their message is still in the broker.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from common.errors import WorkerLost
+from common.states import TaskState
+from common.store import Store
+from worker.storage import remove_orphan_temporaries
+
+log = logging.getLogger("h4backup.worker")
+
+# A temporary file untouched this long belongs to no living writer.
+ORPHAN_AGE_SECONDS = 3600
+
+
+@dataclass
+class ReapReport:
+    requeued: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+
+def reap(store: Store, requeue: Callable[[str], None], max_attempts: int,
+         backup_dir: Path) -> ReapReport:
+    report = ReapReport()
+    for task_id in store.running_task_ids():
+        task = store.get_task(task_id)
+        if not _lost(store, task):
+            continue
+        if task["attempts"] >= max_attempts:
+            _give_up(store, task, backup_dir, report)
+        elif store.mark_requeued(task_id, task["attempts"]):
+            log.warning("task %s lost its worker (attempt %d); sending it again",
+                        task_id, task["attempts"])
+            requeue(task_id)
+            report.requeued.append(task_id)
+    return report
+
+
+def _lost(store: Store, task: dict | None) -> bool:
+    if task is None or task["state"] != TaskState.RUNNING:
+        return False
+    return task.get("attempts", 0) > 0 and not store.has_lease(task["id"])
+
+
+def _give_up(store: Store, task: dict, backup_dir: Path, report: ReapReport) -> None:
+    log.error("task %s lost its worker %d times; giving up", task["id"], task["attempts"])
+    if store.fail(task["id"], WorkerLost().to_api_error()):
+        report.failed.append(task["id"])
+    if task.get("backupId"):
+        remove_partial_files(backup_dir, task["backupId"])
+
+
+def remove_partial_files(backup_dir: Path, backup_id: str) -> int:
+    """Temporary files an earlier attempt at this backup left behind."""
+    removed = 0
+    for path in backup_dir.glob(f".{backup_id}.tar.zst*.part"):
+        path.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
+def sweep(backup_dir: Path, restore_dir: Path) -> None:
+    for folder in (backup_dir, restore_dir):
+        if folder.is_dir():
+            remove_orphan_temporaries(folder, ORPHAN_AGE_SECONDS)
