@@ -30,6 +30,10 @@ def run_api(settings: Settings, workers: int) -> int:
         "worker_class": "gthread",
         "threads": 8,
         "timeout": 120,
+        # Let over-long ids and tokens reach the app, which answers them with an ApiError;
+        # gunicorn would answer with plain text itself.
+        "limit_request_line": 8190,
+        "limit_request_field_size": 32768,
         "graceful_timeout": 30,
         "accesslog": None,
         "loglevel": settings.log_level.lower(),

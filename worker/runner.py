@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import redis
 
 from common import logs
 from common.errors import GeneralServerFailure, H4Error, WorkerLost
@@ -20,6 +24,25 @@ from worker.sources import Source
 
 log = logging.getLogger("h4backup.worker")
 
+T = TypeVar("T")
+# How long a worker keeps trying to reach Redis for a write that must not be lost (claiming
+# a task, recording its end) before it gives the task up to the reaper.
+REDIS_PATIENCE_SECONDS = 180
+
+
+def patiently(write: Callable[[], T], patience: float = REDIS_PATIENCE_SECONDS) -> T:
+    """Run a Redis write, retrying through an outage (a restart, a failover) with backoff."""
+    deadline, pause = time.monotonic() + patience, 0.2
+    while True:
+        try:
+            return write()
+        except redis.RedisError as exc:
+            if time.monotonic() + pause > deadline:
+                raise
+            log.warning("Redis unavailable (%s); retrying in %.1f s", type(exc).__name__, pause)
+            time.sleep(pause)
+            pause = min(pause * 2, 5.0)
+
 
 
 class StoreReporter:
@@ -30,11 +53,15 @@ class StoreReporter:
         self.stop = threading.Event()
 
     def progress(self, percent: int) -> None:
-        self.ctx.store.record_progress(self.task_id, percent)
+        # Progress is advisory: a write lost while Redis restarts is replaced by the next one.
+        try:
+            self.ctx.store.record_progress(self.task_id, percent)
+        except redis.RedisError:
+            log.debug("progress of task %s not recorded: Redis unavailable", self.task_id)
 
     def warning(self, error: H4Error) -> None:
         log.warning("%s: %s", error.code, error.msg)
-        self.ctx.store.add_warning(self.task_id, error.to_api_error())
+        patiently(lambda: self.ctx.store.add_warning(self.task_id, error.to_api_error()))
 
     def should_stop(self) -> bool:
         return self.stop.is_set()
@@ -73,17 +100,18 @@ class LeaseKeeper:
 def generate_backup(ctx: WorkerContext, task_id: str) -> str:
     """Run a backup task; returns 'done', or 'busy' when another run holds its lease."""
     logs.clear()
-    outcome, attempt = ctx.store.claim(task_id, ctx.holder, ctx.settings.lease_seconds)
+    outcome, attempt = patiently(
+        lambda: ctx.store.claim(task_id, ctx.holder, ctx.settings.lease_seconds))
     if outcome != "claimed":
         log.info("task %s not run: %s", task_id, outcome)
         return "busy" if outcome == "busy" else "done"
-    task = ctx.store.get_task(task_id)
+    task = patiently(lambda: ctx.store.get_task(task_id))
     logs.bind(taskId=task_id, operationID=task.get("operationID"), user=task.get("user"))
     # Whatever an earlier attempt left half-written goes first; the lease makes it ours alone.
     remove_partial_files(ctx.settings.backup_dir, task["backupId"])
     if attempt > ctx.settings.max_attempts:
         log.error("task %s failed after %d attempts", task_id, attempt - 1)
-        ctx.store.fail(task_id, WorkerLost().to_api_error())
+        patiently(lambda: ctx.store.fail(task_id, WorkerLost().to_api_error()))
         return "done"
     _run_backup_task(ctx, task)
     return "done"
@@ -97,11 +125,12 @@ def _run_backup_task(ctx: WorkerContext, task: dict[str, Any]) -> None:
             outcome = run_backup(job, reporter)
     except H4Error as error:
         log.warning("backup failed: %s %s", error.code, error.msg)
-        ctx.store.fail(task["id"], error.to_api_error())
+        api_error = error.to_api_error()
+        patiently(lambda: ctx.store.fail(task["id"], api_error))
         return
     except Exception:
         log.exception("backup failed unexpectedly")
-        ctx.store.fail(task["id"], GeneralServerFailure().to_api_error())
+        patiently(lambda: ctx.store.fail(task["id"], GeneralServerFailure().to_api_error()))
         return
     _record_backup(ctx, task, outcome)
 
@@ -124,7 +153,7 @@ def _backup_job(ctx: WorkerContext, task: dict[str, Any]) -> BackupJob:
 def _password(ctx: WorkerContext, task: dict[str, Any]) -> str | None:
     if not int(task.get("encrypted") or 0):
         return None
-    sealed = ctx.store.sealed_password(task["id"])
+    sealed = patiently(lambda: ctx.store.sealed_password(task["id"]))
     if sealed is None:
         raise GeneralServerFailure(msg="The backup password is no longer available.")
     try:
@@ -140,7 +169,7 @@ def _record_backup(ctx: WorkerContext, task: dict[str, Any], outcome: BackupOutc
     row = {**info, "file": outcome.path.name, "size": outcome.size,
            "encrypted": int(outcome.path.name == backup_file_name(outcome.backup_id, True)),
            "taskId": task["id"], "files": outcome.files, "sourceBytes": outcome.source_bytes}
-    if ctx.store.succeed(task["id"], info, "BackupInfo", backup=row):
+    if patiently(lambda: ctx.store.succeed(task["id"], info, "BackupInfo", backup=row)):
         log.info("backup %s stored: %d bytes, %s", outcome.backup_id, outcome.size, outcome.hash)
         return
     # The task ended meanwhile (canceled or given up on): its file must not linger unlisted.

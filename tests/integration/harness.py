@@ -74,6 +74,11 @@ class RedisServer:
             self.process.terminate()
             self.process.wait(15)
 
+    def restart(self) -> None:
+        """Stop and start again on the same port and folder (with AOF, nothing is lost)."""
+        self.stop()
+        self.start()
+
     def client(self) -> redis.Redis:
         return redis.Redis.from_url(self.url, decode_responses=False)
 
@@ -90,6 +95,7 @@ class Service:
     admin_password: str = "integration-Adm1n!"
     workers: list[subprocess.Popen] = field(default_factory=list)
     api: subprocess.Popen | None = None
+    beat: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
@@ -128,10 +134,12 @@ class Service:
         self.workers.append(worker)
         return worker
 
-    def start(self, workers: int = 1) -> Service:
+    def start(self, workers: int = 1, beat: bool = False) -> Service:
         self.api = self._spawn("api", "api", "--workers", "1")
         for _ in range(workers):
             self.start_worker()
+        if beat:
+            self.beat = self._spawn("beat", "beat")
         wait_until(lambda: _port_open(self.port) or self._died(), 30, "the API port")
         assert not self._died(), self.logs()
         wait_until(self.workers_ready, 60, "the workers to consume")
@@ -144,11 +152,14 @@ class Service:
     def _died(self) -> bool:
         return any(p.poll() is not None for p in [self.api, *self.workers] if p)
 
+    def _processes(self) -> list[subprocess.Popen]:
+        return [p for p in [self.api, self.beat, *self.workers] if p]
+
     def stop(self) -> None:
-        for process in [self.api, *self.workers]:
-            if process and process.poll() is None:
+        for process in self._processes():
+            if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
-        for process in [self.api, *self.workers]:
+        for process in self._processes():
             if process:
                 try:
                     process.wait(30)
@@ -213,3 +224,14 @@ def _message_bodies(blob: bytes) -> list[bytes]:
     except (ValueError, KeyError, TypeError):
         return []
 
+
+
+def parent_pid(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as stat:
+        return int(stat.read().rsplit(")", 1)[1].split()[1])
+
+
+def lease_holder_pid(client: redis.Redis, task_id: str) -> int | None:
+    """The pid of the worker process running a task, from the lease it holds."""
+    holder = client.get(f"h4:task:{task_id}:lease")
+    return int(holder.decode().rsplit(":", 1)[1]) if holder else None
