@@ -16,6 +16,8 @@ from common.secrecy import TransitSealer
 from common.store import Store
 
 OPERATION_ID = "operationID"
+# Endpoints whose body is a file streamed to disk rather than a JSON document.
+STREAMED_UPLOADS = {"operations.Import"}
 
 
 @dataclass
@@ -82,7 +84,10 @@ def _register_hooks(app: Flask, settings: Settings) -> None:
     def negotiate():
         g.operation_id = (request.headers.get(OPERATION_ID) or "")[:128] or None
         media.check_accept()
-        media.check_body(settings.max_body_bytes)
+        if request.endpoint in STREAMED_UPLOADS:
+            media.check_upload(settings.max_import_bytes)
+        else:
+            media.check_body(settings.max_body_bytes)
 
     @app.after_request
     def decorate(response):
@@ -92,10 +97,10 @@ def _register_hooks(app: Flask, settings: Settings) -> None:
 
 
 def _register_blueprints(app: Flask) -> None:
-    from api import backups, docs, health, sessions, tasks
+    from api import backups, docs, health, operations, schedule, sessions, tasks
 
     api = H4Api(app)
     app.register_blueprint(docs.assets)
     errors.register(app)
-    for module in (sessions, backups, tasks, health):
+    for module in (sessions, backups, operations, schedule, tasks, health):
         api.register_blueprint(module.blp)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 
@@ -32,7 +33,7 @@ blp = Blueprint("backups", __name__, url_prefix="/backups",
                 description="Generate, list and download backups.")
 
 
-def _location(task_id: str) -> dict[str, str]:
+def location(task_id: str) -> dict[str, str]:
     return {"Location": url_for("tasks.Task", task_id=task_id, _external=True)}
 
 
@@ -43,13 +44,17 @@ def _check_password(password: str | None) -> str | None:
     return password or None
 
 
-def start_backup(backup_id: str, password: str | None):
+def start_backup(backup_id: str, body: dict):
     """Write the task row (counting it against the quota), then send the message."""
     services = current_app.extensions["h4"]
     caller = current_caller()
-    row = tasks.new_backup_task(caller.user, backup_id, encrypted=password is not None,
+    password, recipients = _check_password(body.get("password")), body.get("recipients")
+    row = tasks.new_backup_task(caller.user, backup_id,
+                                encrypted=bool(password or recipients),
                                 operation_id=g.get("operation_id"))
-    sealed = services.sealer.seal(password, row["id"]) if password else None
+    row["recipients"] = recipients or []
+    sealed = (services.sealer.seal(json.dumps({"password": password}), row["id"])
+              if password else None)
     created = services.store.create_backup_task(
         row, backup_id, services.settings.backup_quota, sealed, tasks.SECRET_TTL_SECONDS,
         services.settings.user_task_cap)
@@ -58,14 +63,14 @@ def start_backup(backup_id: str, password: str | None):
     if created.outcome == "user_busy":
         raise TooManyTasks(caller.user, created.count)
     if created.outcome == "created":
-        _dispatch(services, row["id"])
+        dispatch(services, row["id"])
     task = services.store.get_task(created.task_id)
-    return task, 202, _location(created.task_id)
+    return task, 202, location(created.task_id)
 
 
-def _dispatch(services, task_id: str) -> None:
+def dispatch(services, task_id: str, task_name: str = tasks.GENERATE_BACKUP) -> None:
     try:
-        services.dispatcher.send(tasks.GENERATE_BACKUP, task_id)
+        services.dispatcher.send(task_name, task_id)
     except Exception as exc:  # any broker failure: the accepted row must not stay RUNNING
         log.error("could not queue task %s: %s", task_id, type(exc).__name__)
         error = ServiceUnavailable("the task queue is not reachable")
@@ -80,7 +85,7 @@ class Backups(MethodView):
     @blp.response(202, ApiTaskSchema, content_type=RESPONSE_TYPE)
     def post(self, body: dict):
         """Generate a new backup. Administrators only; returns the task to poll."""
-        return start_backup(str(uuid.uuid4()), _check_password(body.get("password")))
+        return start_backup(str(uuid.uuid4()), body)
 
     @admin_required
     @blp.response(200, BackupInfoSchema(many=True), content_type=RESPONSE_TYPE)
@@ -96,7 +101,7 @@ class Backup(MethodView):
     @blp.response(202, ApiTaskSchema, content_type=RESPONSE_TYPE)
     def post(self, body: dict, backup_id: uuid.UUID):
         """Generate a backup with a client-chosen id; repeating it returns the same task."""
-        return start_backup(str(backup_id), _check_password(body.get("password")))
+        return start_backup(str(backup_id), body)
 
     @admin_required
     @blp.response(200, description=FILE_RESPONSE["description"],
@@ -111,7 +116,7 @@ class Backup(MethodView):
     def delete(self, backup_id: uuid.UUID):
         """Delete a backup and free its space; a download in flight still completes."""
         task = files.delete_backup(str(backup_id))
-        return task, 202, _location(task["id"])
+        return task, 202, location(task["id"])
 
 
 @blp.route("/cookie/<uuid:backup_id>")

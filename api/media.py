@@ -36,6 +36,16 @@ def has_body() -> bool:
         "Transfer-Encoding", "").lower()
 
 
+UPLOAD_TYPE = "application/octet-stream"
+
+
+def check_upload(max_bytes: int) -> None:
+    """An uploaded backup file: raw bytes, streamed, never parsed."""
+    if request.mimetype != UPLOAD_TYPE:
+        raise UnsupportedMediaType(request.mimetype or "(none)")
+    request.max_content_length = max_bytes
+
+
 def check_body(max_bytes: int) -> None:
     """Bodies must be JSON of a known type, under the size limit, and well formed."""
     if not has_body():

@@ -9,6 +9,8 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import fields, validate
 
+from common.schedules import parse_cron
+
 
 class StrictSchema(ma.Schema):
     class Meta:
@@ -43,11 +45,103 @@ class SessionDetailsSchema(ma.Schema):
     authenticatedSites = fields.List(fields.Nested(AuthenticatedSiteSchema))
 
 
+def _recipient(text: str) -> bool:
+    from worker.age import is_recipient
+
+    return is_recipient(text)
+
+
+def _identity(text: str) -> bool:
+    from worker.age import is_identity
+
+    return is_identity(text)
+
+
 class NewBackupRequestSchema(StrictSchema):
     password = fields.String(
         load_default=None, allow_none=True,
         metadata={"description": "The password for the generated backup (age passphrase). "
                                  "Without one, the backup is stored unencrypted."})
+    recipients = fields.List(
+        fields.String(), validate=validate.Length(1, 20), load_default=None,
+        metadata={"description": "Extension: age X25519 public keys (`age1...`) to encrypt "
+                                 "to, instead of a password."})
+
+    @ma.validates_schema
+    def _one_way_to_encrypt(self, data: dict, **_kwargs) -> None:
+        _check_recipients(data.get("recipients"))
+        if data.get("password") and data.get("recipients"):
+            raise ma.ValidationError("give a password or recipients, not both", "recipients")
+
+
+def _check_recipients(recipients: list[str] | None) -> None:
+    bad = [r for r in recipients or () if not _recipient(r)]
+    if bad:
+        raise ma.ValidationError(f"not an age X25519 public key: {bad[0][:80]}", "recipients")
+
+
+class OpenBackupRequestSchema(StrictSchema):
+    """How to open an encrypted backup: its password, or the identity of a recipient."""
+
+    password = fields.String(load_default=None, allow_none=True,
+                             validate=validate.Length(1, 1024), load_only=True)
+    identity = fields.String(load_default=None, allow_none=True,
+                             validate=validate.Length(1, 256), load_only=True,
+                             metadata={"description": "An age identity `AGE-SECRET-KEY-1...`."})
+
+    @ma.validates_schema
+    def _one_key(self, data: dict, **_kwargs) -> None:
+        if data.get("password") and data.get("identity"):
+            raise ma.ValidationError("give a password or an identity, not both", "identity")
+        if data.get("identity") and not _identity(data["identity"]):
+            raise ma.ValidationError("not an age X25519 identity", "identity")
+
+
+class RestoreInfoSchema(ma.Schema):
+    backupId = fields.String()
+    path = fields.String(metadata={"description": "Folder the backup was restored into."})
+    files = fields.Integer()
+    bytes = fields.Integer()
+
+
+class VerifyInfoSchema(ma.Schema):
+    backupId = fields.String()
+    hashOk = fields.Boolean()
+    contentChecked = fields.Boolean(metadata={
+        "description": "True when the archive was decrypted and every file checked."})
+    files = fields.Integer()
+    bytes = fields.Integer()
+
+
+class ImportQuerySchema(StrictSchema):
+    hash = fields.String(load_default=None, validate=validate.Regexp(
+        r"^SHA-512:([0-9A-F]{2}:){63}[0-9A-F]{2}$"),
+        metadata={"description": "Expected SHA-512, `SHA-512:AB:CD:...`; checked before the "
+                                 "backup is listed."})
+
+
+class ScheduleSchema(StrictSchema):
+    """When scheduled backups run, how many are kept, and whom they are encrypted to."""
+
+    enabled = fields.Boolean(load_default=True)
+    intervalSeconds = fields.Integer(allow_none=True, load_default=None,
+                                     validate=validate.Range(1, 366 * 24 * 3600))
+    cron = fields.String(allow_none=True, load_default=None, validate=validate.Length(1, 100),
+                         metadata={"description": "`minute hour day month weekday`, UTC."})
+    keep = fields.Integer(load_default=7, validate=validate.Range(1, 10000))
+    recipients = fields.List(fields.String(), load_default=list,
+                             validate=validate.Length(0, 20))
+
+    @ma.validates_schema
+    def _one_schedule(self, data: dict, **_kwargs) -> None:
+        _check_recipients(data.get("recipients"))
+        if bool(data.get("intervalSeconds")) == bool(data.get("cron")):
+            raise ma.ValidationError("give either intervalSeconds or cron", "cron")
+        if data.get("cron"):
+            try:
+                parse_cron(data["cron"])
+            except (ValueError, KeyError, IndexError) as exc:
+                raise ma.ValidationError(str(exc) or "malformed cron", "cron") from None
 
 
 class BackupInfoSchema(ma.Schema):

@@ -10,10 +10,10 @@ from flask import current_app
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from api.auth import current_caller, login_required
+from api.auth import admin_required, current_caller, login_required
 from api.media import RESPONSE_TYPE
 from api.schemas import ApiTaskSchema, TaskListQuerySchema, TaskListSchema
-from common.errors import Forbidden, TaskNotFound
+from common.errors import Conflict, Forbidden, TaskCanceled, TaskNotFound
 
 blp = Blueprint("tasks", __name__, url_prefix="/tasks", description="Long-running operations.")
 
@@ -92,3 +92,17 @@ class Task(MethodView):
     def get(self, task_id: uuid.UUID):
         """One task."""
         return visible_task(str(task_id))
+
+
+@blp.route("/<uuid:task_id>/cancel")
+class TaskCancel(MethodView):
+    @admin_required
+    @blp.response(202, ApiTaskSchema, content_type=RESPONSE_TYPE)
+    def post(self, task_id: uuid.UUID):
+        """Cancel a running task: it ends FAILED `TaskCanceled`, its partial files removed.
+        A task that has already ended is a 409."""
+        task = visible_task(str(task_id))
+        store = current_app.extensions["h4"].store
+        if store.request_cancel(task["id"], TaskCanceled().to_api_error()) == "final":
+            raise Conflict(f"Task {task['id']} has already ended.")
+        return store.get_task(task["id"])

@@ -10,7 +10,7 @@ from __future__ import annotations
 from celery import Celery
 
 from common.config import Settings
-from common.tasks import HEALTH_PING, REAP, REAP_INTERVAL_SECONDS
+from common.tasks import HEALTH_PING, REAP, REAP_INTERVAL_SECONDS, SCHEDULE_TICK
 
 QUEUE = "h4backup"
 # Housekeeping and health pings; every worker consumes it besides the backup queue.
@@ -39,10 +39,15 @@ def make_celery(settings: Settings, broker_url: str | None = None) -> Celery:
         worker_soft_shutdown_timeout=60.0,
         worker_enable_soft_shutdown_on_idle=False,
         task_default_queue=QUEUE,
-        task_routes={REAP: {"queue": CONTROL_QUEUE}, HEALTH_PING: {"queue": CONTROL_QUEUE}},
-        beat_schedule={"reap-lost-tasks": {
-            "task": REAP, "schedule": REAP_INTERVAL_SECONDS,
-            "options": {"expires": REAP_INTERVAL_SECONDS * 2}}},
+        task_routes={name: {"queue": CONTROL_QUEUE}
+                     for name in (REAP, HEALTH_PING, SCHEDULE_TICK)},
+        beat_schedule={
+            "reap-lost-tasks": {"task": REAP, "schedule": REAP_INTERVAL_SECONDS,
+                                "options": {"expires": REAP_INTERVAL_SECONDS * 2}},
+            # Beat only ticks; the schedule itself lives in the store and can change at any time.
+            "scheduled-backups": {"task": SCHEDULE_TICK, "schedule": 1.0,
+                                  "options": {"expires": 1.0}},
+        },
         task_send_sent_event=True,
         worker_send_task_events=True,
         worker_hijack_root_logger=False,

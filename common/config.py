@@ -48,6 +48,7 @@ class Settings:
     backup_quota: int = 24
     max_body_bytes: int = 64 * 1024
     max_password_bytes: int = 1024
+    max_import_bytes: int = 64 * 1024**3
     zstd_level: int = 3
     zstd_threads: int = 2
     scrypt_work_factor: int = 18
@@ -182,6 +183,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         task_ttl_seconds=_int(env, "H4_TASK_TTL_SECONDS", 7 * 24 * 3600, 60, 365 * 24 * 3600),
         backup_quota=_int(env, "H4_BACKUP_QUOTA", 24, 1, 100000),
         max_body_bytes=_int(env, "H4_MAX_BODY_BYTES", 64 * 1024, 1024, 64 * 1024 * 1024),
+        max_import_bytes=_int(env, "H4_MAX_IMPORT_BYTES", 64 * 1024**3, 1024, 2**50),
         zstd_level=_int(env, "H4_ZSTD_LEVEL", 3, 1, 19),
         zstd_threads=_int(env, "H4_ZSTD_THREADS", 2, 0, 64),
         scrypt_work_factor=_int(env, "H4_SCRYPT_WORK_FACTOR", 18, 10, 22),

@@ -21,7 +21,7 @@ from common.states import TRANSITIONS, TaskState
 PREFIX = "h4:"
 RUNNING_KEY = f"{PREFIX}tasks:running"
 MAX_WARNINGS = 100
-JSON_FIELDS = ("result", "error", "warnings", "workflowInfo")
+JSON_FIELDS = ("result", "error", "warnings", "workflowInfo", "recipients")
 INT_FIELDS = ("progress", "startTime", "endTime", "lastUpdated", "attempts")
 
 
@@ -92,7 +92,7 @@ return 1
 """
 
 # KEYS: task, secret, lease, pending set, backups zset, backup hash, backup->task,
-#       running tasks, user's running tasks
+#       running tasks, user's running tasks, cancel flag
 # ARGV: target, allowed-from, now, ttl, result, resultType, error, backupId, generatedOn,
 #       then the backup row's field/value pairs when the finish stores a backup.
 _FINISH = """
@@ -106,7 +106,7 @@ local fields = {'state', ARGV[1], 'endTime', ARGV[3], 'lastUpdated', ARGV[3],
 if ARGV[1] == 'SUCCEEDED' then table.insert(fields, 'progress'); table.insert(fields, '100') end
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('EXPIRE', KEYS[1], ARGV[4])
-redis.call('DEL', KEYS[2], KEYS[3])
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[10])
 local id = redis.call('HGET', KEYS[1], 'id')
 redis.call('SREM', KEYS[8], id)
 redis.call('SREM', KEYS[9], id)
@@ -152,6 +152,26 @@ redis.call('HSET', KEYS[1], 'requeuedAttempt', ARGV[1])
 return 1
 """
 
+# Cancel: a task no worker has claimed yet ends at once; a running one is flagged, and its
+# worker stops at the next check. Returns 'ended', 'flagged' or 'final'.
+# KEYS: task, cancel flag; ARGV: error json, now, ttl
+_CANCEL = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return 'missing' end
+if state ~= 'RUNNING' then return 'final' end
+redis.call('SET', KEYS[2], '1', 'EX', 86400)
+if tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0') > 0 then return 'flagged' end
+return 'unclaimed'
+"""
+
+# Take a schedule slot once: only the tick that moves `last` from what it read runs it.
+_TAKE_SLOT = """
+local last = redis.call('GET', KEYS[1]) or ''
+if last ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2])
+return 1
+"""
+
 _RENEW = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('EXPIRE', KEYS[1], ARGV[2])
@@ -181,6 +201,8 @@ class Store:
         self._renew = client.register_script(_RENEW)
         self._unlist_backup = client.register_script(_UNLIST_BACKUP)
         self._mark_requeued = client.register_script(_MARK_REQUEUED)
+        self._cancel = client.register_script(_CANCEL)
+        self._take_slot = client.register_script(_TAKE_SLOT)
 
     @classmethod
     def from_url(cls, url: str, task_ttl_seconds: int = 7 * 24 * 3600) -> Store:
@@ -338,13 +360,49 @@ class Store:
         keys = [self.task_key(task_id), self._secret_key(task_id), self._lease_key(task_id),
                 f"{PREFIX}backups:pending", f"{PREFIX}backups", self.backup_key(backup_id or "-"),
                 f"{PREFIX}backup-task:{backup_id or '-'}", RUNNING_KEY,
-                self._user_running_key(user or "-")]
+                self._user_running_key(user or "-"), self._cancel_key(task_id)]
         args = [target.value, _allowed_from(target), now_ms(), self.task_ttl,
                 _dump(result), result_type or "", _dump(error), backup_id,
                 (backup or {}).get("generatedOn", 0)]
         if backup:
             args += _flatten({k: _scalar(v) for k, v in backup.items()})
         return bool(self._finish(keys=keys, args=args))
+
+    # --- cancel ----------------------------------------------------------------------------
+
+    def request_cancel(self, task_id: str, error: dict[str, Any]) -> str:
+        """'final' (nothing to do), 'ended' (it had not started) or 'flagged' (its worker stops)."""
+        outcome = self._cancel(keys=[self.task_key(task_id), self._cancel_key(task_id)],
+                               args=[])
+        if outcome == "unclaimed":
+            return "ended" if self.fail(task_id, error) else "final"
+        return outcome
+
+    def cancel_requested(self, task_id: str) -> bool:
+        return bool(self.redis.exists(self._cancel_key(task_id)))
+
+    @staticmethod
+    def _cancel_key(task_id: str) -> str:
+        return f"{PREFIX}task:{task_id}:cancel"
+
+    # --- schedule ---------------------------------------------------------------------------
+
+    def get_schedule(self) -> dict[str, Any] | None:
+        raw = self.redis.get(f"{PREFIX}config:schedule")
+        return json.loads(raw) if raw else None
+
+    def put_schedule(self, config: dict[str, Any]) -> None:
+        """Store the schedule; its clock restarts, so the first run is one period away."""
+        with self.redis.pipeline() as pipe:
+            pipe.set(f"{PREFIX}config:schedule", json.dumps(config))
+            pipe.set(f"{PREFIX}schedule:last", now_ms())
+            pipe.execute()
+
+    def schedule_last_run(self) -> str:
+        return self.redis.get(f"{PREFIX}schedule:last") or ""
+
+    def take_schedule_slot(self, seen_last: str, new_last: int) -> bool:
+        return bool(self._take_slot(keys=[f"{PREFIX}schedule:last"], args=[seen_last, new_last]))
 
     # --- passwords in transit --------------------------------------------------------------
 

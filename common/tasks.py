@@ -10,6 +10,12 @@ from common.states import TaskState
 from common.store import now_ms
 
 GENERATE_BACKUP = "h4.backup.generate"
+RESTORE_BACKUP = "h4.backup.restore"
+VERIFY_BACKUP = "h4.backup.verify"
+SCHEDULE_TICK = "h4.schedule.tick"
+# The Celery task that runs each kind of task row.
+CELERY_TASK_FOR = {"backup": GENERATE_BACKUP, "restore": RESTORE_BACKUP,
+                   "verify": VERIFY_BACKUP}
 REAP = "h4.maintenance.reap"
 HEALTH_PING = "h4.health.ping"
 REAP_INTERVAL_SECONDS = 5.0

@@ -147,6 +147,16 @@ def _parse_identity(text: str) -> X25519PrivateKey:
     return X25519PrivateKey.from_private_bytes(key)
 
 
+def is_recipient(text: str) -> bool:
+    """True for a well-formed X25519 public key `age1...`."""
+    return _decode_key(text, "age") is not None
+
+
+def is_identity(text: str) -> bool:
+    """True for a well-formed X25519 identity `AGE-SECRET-KEY-1...`."""
+    return _decode_key(text.strip(), "age-secret-key-") is not None
+
+
 def generate_x25519_identity() -> tuple[str, str]:
     """A new (AGE-SECRET-KEY-1... identity, age1... recipient) pair."""
     key = X25519PrivateKey.generate()

@@ -30,7 +30,7 @@ class ReapReport:
     failed: list[str] = field(default_factory=list)
 
 
-def reap(store: Store, requeue: Callable[[str], None], max_attempts: int,
+def reap(store: Store, requeue: Callable[[str, str], None], max_attempts: int,
          backup_dir: Path) -> ReapReport:
     report = ReapReport()
     for task_id in store.running_task_ids():
@@ -42,7 +42,7 @@ def reap(store: Store, requeue: Callable[[str], None], max_attempts: int,
         elif store.mark_requeued(task_id, task["attempts"]):
             log.warning("task %s lost its worker (attempt %d); sending it again",
                         task_id, task["attempts"])
-            requeue(task_id)
+            requeue(task_id, task.get("type") or "backup")
             report.requeued.append(task_id)
     return report
 
@@ -57,7 +57,7 @@ def _give_up(store: Store, task: dict, backup_dir: Path, report: ReapReport) -> 
     log.error("task %s lost its worker %d times; giving up", task["id"], task["attempts"])
     if store.fail(task["id"], WorkerLost().to_api_error()):
         report.failed.append(task["id"])
-    if task.get("backupId"):
+    if task.get("type") == "backup" and task.get("backupId"):
         remove_partial_files(backup_dir, task["backupId"])
 
 

@@ -1,31 +1,61 @@
 """Celery tasks: thin wrappers that hand ids to plain Python. Messages carry ids only."""
 
+from celery import Task
+
 from common.celery_app import CONTROL_QUEUE
-from common.tasks import GENERATE_BACKUP, HEALTH_PING, REAP
-from worker import maintenance, runner
+from common.tasks import (
+    CELERY_TASK_FOR,
+    GENERATE_BACKUP,
+    HEALTH_PING,
+    REAP,
+    RESTORE_BACKUP,
+    SCHEDULE_TICK,
+    VERIFY_BACKUP,
+)
+from worker import maintenance, runner, schedule
 from worker.app import celery
 from worker.context import worker_context
 
 
-@celery.task(name=GENERATE_BACKUP, bind=True, max_retries=None)
-def generate_backup(self, task_id: str) -> None:
+def _run(task: Task, task_id: str) -> None:
     ctx = worker_context()
-    if runner.generate_backup(ctx, task_id) == "busy":
+    if runner.run_task(ctx, task_id) == "busy":
         # A redelivered message while the first run still holds the lease: look again once
         # the lease would have expired if that run died.
-        raise self.retry(countdown=ctx.settings.lease_seconds)
+        raise task.retry(countdown=ctx.settings.lease_seconds)
+
+
+@celery.task(name=GENERATE_BACKUP, bind=True, max_retries=None)
+def generate_backup(self: Task, task_id: str) -> None:
+    _run(self, task_id)
+
+
+@celery.task(name=RESTORE_BACKUP, bind=True, max_retries=None)
+def restore_backup(self: Task, task_id: str) -> None:
+    _run(self, task_id)
+
+
+@celery.task(name=VERIFY_BACKUP, bind=True, max_retries=None)
+def verify_backup(self: Task, task_id: str) -> None:
+    _run(self, task_id)
+
+
+def send(task_id: str, kind: str) -> None:
+    celery.send_task(CELERY_TASK_FOR[kind], args=[task_id])
 
 
 @celery.task(name=REAP, queue=CONTROL_QUEUE)
 def reap() -> None:
     ctx = worker_context()
     settings = ctx.settings
-    maintenance.reap(ctx.store, _requeue, settings.max_attempts, settings.backup_dir)
+    maintenance.reap(ctx.store, send, settings.max_attempts, settings.backup_dir)
     maintenance.sweep(settings.backup_dir, settings.restore_dir)
 
 
-def _requeue(task_id: str) -> None:
-    generate_backup.apply_async(args=[task_id])
+@celery.task(name=SCHEDULE_TICK, queue=CONTROL_QUEUE)
+def schedule_tick() -> None:
+    ctx = worker_context()
+    schedule.tick(ctx.store, ctx.settings, send)
 
 
 @celery.task(name=HEALTH_PING, queue=CONTROL_QUEUE)

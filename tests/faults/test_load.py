@@ -32,9 +32,14 @@ class Flower:
                  f"--port={self.port}", "--address=127.0.0.1",
                  f"--basic-auth={':'.join(FLOWER_AUTH)}"],
                 env=service.env(), cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-        wait_until(self._up, 60, "flower")
+        try:
+            wait_until(self._up, 60, "flower")
+        except AssertionError:
+            self.stop()
+            raise AssertionError(f"flower did not start: {log_path.read_text()[-2000:]}") from None
 
     def _up(self) -> bool:
+        assert self.process.poll() is None, "flower exited"
         try:
             return requests.get(self.url("/api/workers"), auth=FLOWER_AUTH, timeout=2).ok
         except requests.RequestException:
@@ -47,7 +52,8 @@ class Flower:
         return requests.get(self.url("/api/tasks"), auth=FLOWER_AUTH, timeout=10).text
 
     def stop(self) -> None:
-        self.process.terminate()
+        if self.process.poll() is None:
+            self.process.terminate()
         self.process.wait(30)
 
 
@@ -92,6 +98,13 @@ def test_load_run_loses_nothing_duplicates_nothing_and_leaks_no_password(make_se
     service = make_service({"tiny": source}, workers=3, H4_BACKUP_QUOTA="100000",
                            H4_USER_TASK_CAP="100000")
     flower = Flower(service, tmp_path / "flower.log")
+    try:
+        _load_and_check(service, flower, tmp_path)
+    finally:
+        flower.stop()
+
+
+def _load_and_check(service, flower, tmp_path) -> None:
     passwords = [_password(c, r) for c in range(CLIENTS) for r in range(REQUESTS_EACH)]
     load = LoadRun(service)
     client = service.redis.client()
@@ -125,4 +138,3 @@ def test_load_run_loses_nothing_duplicates_nothing_and_leaks_no_password(make_se
     assert _leaked([service.logs().encode(), (tmp_path / "flower.log").read_bytes()],
                    passwords) == []
     assert _leaked([flower_seen.encode()], passwords) == []
-    flower.stop()

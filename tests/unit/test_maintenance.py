@@ -14,16 +14,16 @@ def _claimed(store, backup_id="b1", attempts=1):
 def test_task_whose_worker_died_is_sent_again_once(store, tmp_path):
     task_id = _claimed(store)
     sent = []
-    assert reap(store, sent.append, 3, tmp_path).requeued == [task_id]
-    assert reap(store, sent.append, 3, tmp_path).requeued == []
-    assert sent == [task_id]
+    assert reap(store, lambda *args: sent.append(args), 3, tmp_path).requeued == [task_id]
+    assert reap(store, lambda *args: sent.append(args), 3, tmp_path).requeued == []
+    assert sent == [(task_id, "backup")]
 
 
 def test_task_out_of_attempts_fails_worker_lost_and_loses_partial_file(store, tmp_path):
     task_id = _claimed(store, attempts=3)
     partial = tmp_path / ".b1.tar.zst.age.x1y2.part"
     partial.write_bytes(b"half")
-    report = reap(store, lambda _id: None, 3, tmp_path)
+    report = reap(store, lambda *_: None, 3, tmp_path)
     assert report.failed == [task_id]
     task = store.get_task(task_id)
     assert (task["state"], task["error"]["code"]) == ("FAILED", "WorkerLost")
@@ -35,7 +35,7 @@ def test_queued_and_leased_tasks_are_left_alone(store, tmp_path):
     store.create_backup_task(queued, "q1", 10, None, 60)
     working = _claimed(store, "b2", attempts=0)
     store.claim(working, "w1", 30)
-    assert reap(store, lambda _id: None, 3, tmp_path).requeued == []
+    assert reap(store, lambda *_: None, 3, tmp_path).requeued == []
 
 
 def test_remove_partial_files_only_touches_that_backup(tmp_path):

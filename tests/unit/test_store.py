@@ -146,3 +146,27 @@ def test_running_index_follows_task_life(store):
     assert store.running_task_ids() == [row["id"]] and store.active_leases() == 1
     store.succeed(row["id"], None, None)
     assert store.running_task_ids() == [] and store.active_leases() == 0
+
+
+def test_cancel_of_unclaimed_task_ends_it_at_once(store):
+    row, _ = _create(store)
+    assert store.request_cancel(row["id"], {"code": "TaskCanceled"}) == "ended"
+    assert store.get_task(row["id"])["error"]["code"] == "TaskCanceled"
+    assert store.claim(row["id"], "w1", 30) == ("final", 0)
+
+
+def test_cancel_of_claimed_task_flags_it_for_its_worker(store):
+    row, _ = _create(store)
+    store.claim(row["id"], "w1", 30)
+    assert store.request_cancel(row["id"], {"code": "TaskCanceled"}) == "flagged"
+    assert store.cancel_requested(row["id"]) and store.get_task(row["id"])["state"] == "RUNNING"
+    store.fail(row["id"], {"code": "TaskCanceled"})
+    assert not store.cancel_requested(row["id"])
+    assert store.request_cancel(row["id"], {"code": "TaskCanceled"}) == "final"
+
+
+def test_schedule_slot_is_taken_once(store):
+    store.put_schedule({"intervalSeconds": 1})
+    seen = store.schedule_last_run()
+    assert store.take_schedule_slot(seen, 5)
+    assert not store.take_schedule_slot(seen, 6)

@@ -1,0 +1,147 @@
+"""Beyond vCDA: restore and verify a stored backup, import one made elsewhere."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import uuid
+
+from flask import current_app, g, request
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from api import files
+from api.auth import admin_required, current_caller
+from api.backups import dispatch, location
+from api.media import RESPONSE_TYPE
+from api.schemas import ApiTaskSchema, ImportQuerySchema, OpenBackupRequestSchema
+from common import tasks
+from common.errors import (
+    BackupQuotaExceeded,
+    BadUserInput,
+    InsufficientStorage,
+    PayloadTooLarge,
+    StorageFailure,
+    TooManyTasks,
+)
+from worker.storage import AtomicFile
+
+log = logging.getLogger("h4backup.api")
+
+blp = Blueprint("operations", __name__, url_prefix="/backups",
+                description="Restore, verify and import backups (beyond vCDA 4.5).")
+
+AGE_MAGIC = b"age-encryption.org/v1\n"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+IMPORT_BLOCK = 1 << 20
+
+
+def start_worker_task(kind: str, backup_id: str, secret: dict[str, str]):
+    """A restore or verify task for a listed backup; its key travels sealed, like a password."""
+    services = current_app.extensions["h4"]
+    files.stored_backup(backup_id)
+    row = tasks.new_task(current_caller().user, kind, "backup", backup_id,
+                         operation_id=g.get("operation_id"))
+    row["backupId"] = backup_id
+    secret = {k: v for k, v in secret.items() if v}
+    sealed = services.sealer.seal(json.dumps(secret), row["id"]) if secret else None
+    created = services.store.create_task(row, services.settings.user_task_cap, sealed,
+                                         tasks.SECRET_TTL_SECONDS)
+    if created.outcome == "user_busy":
+        raise TooManyTasks(row["user"], created.count)
+    dispatch(services, row["id"], tasks.CELERY_TASK_FOR[kind])
+    return services.store.get_task(row["id"]), 202, location(row["id"])
+
+
+@blp.route("/<uuid:backup_id>/restore")
+class Restore(MethodView):
+    @admin_required
+    @blp.arguments(OpenBackupRequestSchema)
+    @blp.response(202, ApiTaskSchema, content_type=RESPONSE_TYPE)
+    def post(self, body: dict, backup_id: uuid.UUID):
+        """Restore into a new folder under the restore root; result RestoreInfo."""
+        return start_worker_task("restore", str(backup_id), body)
+
+
+@blp.route("/<uuid:backup_id>/verify")
+class Verify(MethodView):
+    @admin_required
+    @blp.arguments(OpenBackupRequestSchema)
+    @blp.response(202, ApiTaskSchema, content_type=RESPONSE_TYPE)
+    def post(self, body: dict, backup_id: uuid.UUID):
+        """Check the stored bytes against the catalogue hash; with the key, every file too."""
+        return start_worker_task("verify", str(backup_id), body)
+
+
+@blp.route("/import")
+class Import(MethodView):
+    @admin_required
+    @blp.arguments(ImportQuerySchema, location="query")
+    @blp.response(202, ApiTaskSchema, content_type=RESPONSE_TYPE)
+    def post(self, query: dict):
+        """Upload a backup file (application/octet-stream); it is listed once stored whole."""
+        return import_backup(query.get("hash"))
+
+
+def import_backup(expected_hash: str | None):
+    services = current_app.extensions["h4"]
+    backup_id = str(uuid.uuid4())
+    row = tasks.new_task(current_caller().user, "import", "backup", backup_id,
+                         operation_id=g.get("operation_id"))
+    row["backupId"] = backup_id
+    created = services.store.create_backup_task(
+        row, backup_id, services.settings.backup_quota, None, tasks.SECRET_TTL_SECONDS,
+        services.settings.user_task_cap)
+    if created.outcome == "quota":
+        raise BackupQuotaExceeded(services.settings.backup_quota, created.count)
+    if created.outcome == "user_busy":
+        raise TooManyTasks(row["user"], created.count)
+    try:
+        backup = _receive(services, backup_id, expected_hash)
+    except Exception as exc:
+        error = exc if isinstance(exc, BadUserInput | PayloadTooLarge | StorageFailure
+                                  | InsufficientStorage) else StorageFailure(type(exc).__name__)
+        services.store.fail(row["id"], error.to_api_error())
+        raise error from None
+    info = {k: backup[k] for k in ("id", "generatedOn", "hash")}
+    services.store.succeed(row["id"], info, "BackupInfo", backup=backup)
+    return services.store.get_task(row["id"]), 202, location(row["id"])
+
+
+def _receive(services, backup_id: str, expected_hash: str | None) -> dict:
+    """Stream the body to a temporary file beside its final name, hashing it as it comes."""
+    services.settings.backup_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    stream, digest = request.stream, hashlib.sha512()
+    first = stream.read(len(AGE_MAGIC))
+    encrypted = _kind_of(first)
+    final = services.settings.backup_dir / tasks.backup_file_name(backup_id, encrypted)
+    size = 0
+    with AtomicFile(final) as out:
+        for block in _blocks(first, stream):
+            size += len(block)
+            if size > services.settings.max_import_bytes:
+                raise PayloadTooLarge(services.settings.max_import_bytes)
+            digest.update(block)
+            out.write(block)
+        found = "SHA-512:" + ":".join(f"{b:02X}" for b in digest.digest())
+        if expected_hash and found != expected_hash:
+            raise BadUserInput("the uploaded file's SHA-512 is not the expected hash")
+    return {"id": backup_id, "generatedOn": int(os.stat(final).st_mtime * 1000), "hash": found,
+            "file": final.name, "size": size, "encrypted": int(encrypted), "kind": "imported"}
+
+
+def _kind_of(first: bytes) -> bool:
+    """True for an age file, False for a plain .tar.zst; anything else is refused."""
+    if first == AGE_MAGIC:
+        return True
+    if first.startswith(ZSTD_MAGIC):
+        return False
+    raise BadUserInput("the upload is neither an age file nor a zstd stream")
+
+
+def _blocks(first: bytes, stream):
+    yield first
+    while block := stream.read(IMPORT_BLOCK):
+        yield block

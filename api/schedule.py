@@ -1,0 +1,35 @@
+"""GET/PUT /backups/config: the schedule of backups, their retention and their recipients."""
+
+from __future__ import annotations
+
+from flask import current_app
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from api.auth import admin_required
+from api.media import RESPONSE_TYPE
+from api.schemas import ScheduleSchema
+
+blp = Blueprint("schedule", __name__, url_prefix="/backups",
+                description="Scheduled backups and retention (beyond vCDA 4.5).")
+
+DISABLED = {"enabled": False, "intervalSeconds": None, "cron": None, "keep": 7,
+            "recipients": []}
+
+
+@blp.route("/config")
+class ScheduleConfig(MethodView):
+    @admin_required
+    @blp.response(200, ScheduleSchema, content_type=RESPONSE_TYPE)
+    def get(self):
+        """The schedule; disabled until one is set."""
+        return current_app.extensions["h4"].store.get_schedule() or DISABLED
+
+    @admin_required
+    @blp.arguments(ScheduleSchema)
+    @blp.response(200, ScheduleSchema, content_type=RESPONSE_TYPE)
+    def put(self, config: dict):
+        """Set the schedule: an interval or a cron expression, how many to keep, and the age
+        public keys scheduled backups are encrypted to (no password is stored)."""
+        current_app.extensions["h4"].store.put_schedule(config)
+        return config

@@ -1,0 +1,212 @@
+"""Restore, verify, import, cancel, schedules and public-key backups on real workers."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import tarfile
+import time
+from pathlib import Path
+
+import pyrage
+import pytest
+import zstandard
+
+from tests.faults.conftest import write_random_tree
+from tests.integration.harness import RedisServer, Service, wait_until
+from tests.integration.trees import assert_same_tree, make_tree
+from tests.tools import require_tool
+from worker.age import AgeWriter, generate_x25519_identity
+
+pytestmark = pytest.mark.integration
+
+PASSWORD = "beyond-vcda-Pa$$-42"
+
+
+@pytest.fixture(scope="module")
+def trees(tmp_path_factory):
+    root = tmp_path_factory.mktemp("beyond")
+    return {"tree": make_tree(root / "tree", files=120),
+            "big": write_random_tree(root / "big", 400 * 1024 * 1024)}
+
+
+@pytest.fixture(scope="module")
+def svc(tmp_path_factory, trees):
+    root = tmp_path_factory.mktemp("beyond-service")
+    redis_server = RedisServer(root / "redis").start()
+    service = Service(root / "service", redis_server, {"tree": trees["tree"]},
+                      extra_env={"H4_SCRYPT_WORK_FACTOR": "12", "H4_BACKUP_QUOTA": "50",
+                                 "H4_RESTORE_DIR": str(root / "restores")})
+    service.start(workers=2, beat=True)
+    service.restore_dir = root / "restores"
+    yield service
+    service.stop()
+    redis_server.stop()
+
+
+def _run(service, http, method, path, **body):
+    response = http.request(method, f"{service.url}{path}", json=body)
+    assert response.status_code == 202, response.text
+    return service.wait_for_task(http, response.json()["id"], seconds=180)
+
+
+def _backup(service, http, **body):
+    task = _run(service, http, "POST", "/backups", **body)
+    assert task["state"] == "SUCCEEDED", task
+    return task["result"]
+
+
+def _restores(service) -> list[str]:
+    return sorted(os.listdir(service.restore_dir)) if service.restore_dir.exists() else []
+
+
+def test_backup_restore_gives_back_every_file_mode_mtime_and_link(svc, trees):
+    http = svc.login()
+    backup = _backup(svc, http, password=PASSWORD)
+    task = _run(svc, http, "POST", f"/backups/{backup['id']}/restore", password=PASSWORD)
+    assert (task["state"], task["resultType"]) == ("SUCCEEDED", "RestoreInfo"), task
+    restored = Path(task["result"]["path"]) / "tree"
+    assert assert_same_tree(trees["tree"], restored) > 120
+    for source in trees["tree"].rglob("*"):
+        twin = restored / source.relative_to(trees["tree"])
+        if source.is_file() and not source.is_symlink():
+            mine, theirs = os.stat(source), os.stat(twin)
+            assert (mine.st_mode, int(mine.st_mtime)) == (theirs.st_mode, int(theirs.st_mtime))
+
+
+def test_verify_with_and_without_password(svc):
+    http = svc.login()
+    backup = _backup(svc, http, password=PASSWORD)
+    full = _run(svc, http, "POST", f"/backups/{backup['id']}/verify", password=PASSWORD)
+    assert full["result"]["hashOk"] and full["result"]["contentChecked"], full
+    quick = _run(svc, http, "POST", f"/backups/{backup['id']}/verify")
+    assert quick["result"]["hashOk"] and not quick["result"]["contentChecked"], quick
+
+
+def test_wrong_password_fails_restore_and_writes_nothing(svc):
+    http = svc.login()
+    backup = _backup(svc, http, password=PASSWORD)
+    before = _restores(svc)
+    task = _run(svc, http, "POST", f"/backups/{backup['id']}/restore", password="wrong-one")
+    assert (task["state"], task["error"]["code"]) == ("FAILED", "WrongPassword")
+    assert _restores(svc) == before
+
+
+@pytest.mark.parametrize("damage", ["flip", "cut"])
+def test_damaged_backup_fails_verify_and_restore_and_writes_nothing(svc, damage):
+    http = svc.login()
+    backup = _backup(svc, http, password=PASSWORD)
+    path = svc.backup_dir / f"{backup['id']}.tar.zst.age"
+    data = bytearray(path.read_bytes())
+    if damage == "flip":
+        data[len(data) // 2] ^= 0x01
+    else:
+        del data[len(data) // 2:]
+    path.write_bytes(bytes(data))
+    before = _restores(svc)
+    for kind, body in (("verify", {}), ("verify", {"password": PASSWORD}),
+                       ("restore", {"password": PASSWORD})):
+        task = _run(svc, http, "POST", f"/backups/{backup['id']}/{kind}", **body)
+        assert (task["state"], task["error"]["code"]) == ("FAILED", "BackupCorrupted"), task
+    assert _restores(svc) == before
+
+
+def _crafted_archive() -> bytes:
+    """An age file whose tar holds `../x`, `/etc/x` and a symlink pointing out of the tree."""
+    plain = io.BytesIO()
+    with tarfile.open(fileobj=plain, mode="w") as tar:
+        for name in ("../x", "/etc/x"):
+            member = tarfile.TarInfo(name)
+            member.size = 4
+            tar.addfile(member, io.BytesIO(b"evil"))
+        link = tarfile.TarInfo("tree/escape")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc"
+        tar.addfile(link)
+    sealed = io.BytesIO()
+    writer = AgeWriter.for_passphrase(sealed, PASSWORD, work_factor=10)
+    writer.write(zstandard.ZstdCompressor().compress(plain.getvalue()))
+    writer.close()
+    return sealed.getvalue()
+
+
+def test_crafted_archive_is_refused_on_restore(svc, tmp_path):
+    http = svc.login()
+    imported = http.post(f"{svc.url}/backups/import", data=_crafted_archive(),
+                         headers={"Content-Type": "application/octet-stream"})
+    assert imported.status_code == 202, imported.text
+    backup_id = imported.json()["result"]["id"]
+    before = _restores(svc)
+    task = _run(svc, http, "POST", f"/backups/{backup_id}/restore", password=PASSWORD)
+    assert (task["state"], task["error"]["code"]) == ("FAILED", "UnsafeArchiveMember"), task
+    assert _restores(svc) == before
+    assert not (svc.restore_dir.parent / "x").exists() and not os.path.exists("/etc/x")
+    http.delete(f"{svc.url}/backups/{backup_id}")
+
+
+def test_backup_to_public_key_opens_with_identity(svc, trees, tmp_path):
+    identity, recipient = generate_x25519_identity()
+    http = svc.login()
+    backup = _backup(svc, http, recipients=[recipient])
+    path = svc.backup_dir / f"{backup['id']}.tar.zst.age"
+    plain = pyrage.decrypt(path.read_bytes(), [pyrage.x25519.Identity.from_str(identity)])
+    with tarfile.open(fileobj=zstandard.ZstdDecompressor().stream_reader(io.BytesIO(plain)),
+                      mode="r|") as tar:
+        assert "h4backup-manifest.jsonl" in [m.name for m in tar]
+    key_file = tmp_path / "key.txt"
+    key_file.write_text(identity + "\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    subprocess.run(f"{require_tool('age')} -d -i {key_file} {path} | zstd -d | tar -x -C {out}",
+                   shell=True, check=True)
+    assert_same_tree(trees["tree"], out / "tree")
+    restored = _run(svc, http, "POST", f"/backups/{backup['id']}/restore", identity=identity)
+    assert restored["state"] == "SUCCEEDED", restored
+
+
+def test_cancel_mid_backup_ends_within_two_seconds_and_leaves_no_file(tmp_path, trees):
+    redis_server = RedisServer(tmp_path / "redis").start()
+    service = Service(tmp_path / "svc", redis_server, {"big": trees["big"]},
+                      extra_env={"H4_SCRYPT_WORK_FACTOR": "10"}).start(workers=1)
+    try:
+        http = service.login()
+        task_id = http.post(f"{service.url}/backups", json={"password": PASSWORD}).json()["id"]
+        wait_until(lambda: http.get(f"{service.url}/tasks/{task_id}").json()["progress"] >= 5,
+                   60, "the backup to get under way")
+        assert list(service.backup_dir.glob(".*.part"))
+        asked = time.monotonic()
+        assert http.post(f"{service.url}/tasks/{task_id}/cancel").status_code == 202
+        task = service.wait_for_task(http, task_id, seconds=10)
+        assert time.monotonic() - asked < 2.0
+        assert (task["state"], task["error"]["code"]) == ("FAILED", "TaskCanceled")
+        assert list(service.backup_dir.iterdir()) == []
+        again = http.post(f"{service.url}/tasks/{task_id}/cancel")
+        assert again.status_code == 409
+    finally:
+        service.stop()
+        redis_server.stop()
+
+
+def test_schedule_every_second_keeps_three_and_spares_manual_backups(svc):
+    http = svc.login()
+    manual = _backup(svc, http)
+    _, recipient = generate_x25519_identity()
+    assert http.put(f"{svc.url}/backups/config", json={
+        "intervalSeconds": 1, "keep": 3, "recipients": [recipient]}).status_code == 200
+
+    def scheduled_runs():
+        done = http.get(f"{svc.url}/tasks", params={"user": "scheduler", "state": "SUCCEEDED"})
+        return done.json()["total"] >= 6
+
+    wait_until(scheduled_runs, 90, "six scheduled backups", interval=0.5)
+    http.put(f"{svc.url}/backups/config", json={"enabled": False, "intervalSeconds": 1})
+    wait_until(lambda: not http.get(f"{svc.url}/tasks", params={
+        "user": "scheduler", "state": "RUNNING"}).json()["total"], 60, "the last run to end")
+    listed = {b["id"] for b in http.get(f"{svc.url}/backups").json()}
+    files = {p.name.split(".")[0] for p in svc.backup_dir.iterdir()
+             if not p.name.startswith(".")}
+    scheduled = {t["result"]["id"] for t in http.get(f"{svc.url}/tasks", params={
+        "user": "scheduler", "state": "SUCCEEDED"}).json()["items"]}
+    assert len(listed & scheduled) == 3
+    assert manual["id"] in listed and manual["id"] in files
+    assert files & scheduled == listed & scheduled

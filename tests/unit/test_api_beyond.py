@@ -1,0 +1,116 @@
+"""Part B endpoints on the fake store: restore, verify, cancel, import, schedule, recipients."""
+
+import hashlib
+import uuid
+
+import pytest
+
+from common.tasks import new_backup_task
+from tests.conftest import login
+from worker.age import generate_x25519_identity
+
+
+@pytest.fixture
+def listed(settings, store):
+    backup_id = str(uuid.uuid4())
+    row = new_backup_task("admin", backup_id, encrypted=True)
+    store.create_backup_task(row, backup_id, 10, None, 60)
+    settings.backup_dir.mkdir(parents=True, exist_ok=True)
+    (settings.backup_dir / f"{backup_id}.tar.zst.age").write_bytes(b"age")
+    info = {"id": backup_id, "generatedOn": 1, "hash": "SHA-512:00"}
+    store.succeed(row["id"], info, "BackupInfo",
+                  backup={**info, "file": f"{backup_id}.tar.zst.age", "size": 3})
+    return backup_id
+
+
+@pytest.mark.parametrize("kind", ["restore", "verify"])
+def test_restore_and_verify_start_worker_tasks(client, dispatcher, listed, kind, store):
+    response = client.post(f"/backups/{listed}/{kind}", json={"password": "pw-123456"},
+                           headers=login(client))
+    assert response.status_code == 202
+    task = response.get_json()
+    assert task["workflowInfo"] == {"type": kind, "resourceType": "backup",
+                                    "resourceId": listed, "resourceName": ""}
+    assert dispatcher.sent[-1] == (f"h4.backup.{kind}", task["id"])
+    sealed = store.redis.get(f"h4:task:{task['id']}:secret")
+    assert sealed and "pw-123456" not in sealed
+
+
+def test_restore_of_unknown_backup_is_404(client):
+    response = client.post(f"/backups/{uuid.uuid4()}/restore", json={}, headers=login(client))
+    assert response.get_json()["code"] == "BackupNotFound"
+
+
+def test_restore_with_password_and_identity_is_400(client, listed):
+    identity, _ = generate_x25519_identity()
+    response = client.post(f"/backups/{listed}/restore",
+                           json={"password": "x", "identity": identity}, headers=login(client))
+    assert response.status_code == 400
+
+
+def test_cancel_of_queued_task_ends_it_and_second_cancel_is_409(client):
+    headers = login(client)
+    task_id = client.post("/backups", json={}, headers=headers).get_json()["id"]
+    response = client.post(f"/tasks/{task_id}/cancel", headers=headers)
+    assert response.status_code == 202
+    assert (response.get_json()["state"], response.get_json()["error"]["code"]) == (
+        "FAILED", "TaskCanceled")
+    again = client.post(f"/tasks/{task_id}/cancel", headers=headers)
+    assert (again.status_code, again.get_json()["code"]) == (409, "Conflict")
+
+
+def test_backup_to_recipients_is_accepted_and_bad_keys_are_400(client, store):
+    _, recipient = generate_x25519_identity()
+    headers = login(client)
+    task = client.post("/backups", json={"recipients": [recipient]}, headers=headers).get_json()
+    assert store.get_task(task["id"])["recipients"] == [recipient]
+    bad = client.post("/backups", json={"recipients": ["age1nope"]}, headers=headers)
+    assert bad.status_code == 400
+    both = client.post("/backups", json={"recipients": [recipient], "password": "p"},
+                       headers=headers)
+    assert both.status_code == 400
+
+
+def test_schedule_round_trips_and_rejects_nonsense(client):
+    headers = login(client)
+    assert client.get("/backups/config", headers=headers).get_json()["enabled"] is False
+    _, recipient = generate_x25519_identity()
+    config = {"intervalSeconds": 3600, "keep": 3, "recipients": [recipient]}
+    put = client.put("/backups/config", json=config, headers=headers)
+    assert put.status_code == 200
+    assert client.get("/backups/config", headers=headers).get_json()["keep"] == 3
+    for bad in ({"cron": "61 * * * *"}, {"intervalSeconds": 5, "cron": "* * * * *"}, {},
+                {"cron": "* * *"}, {"intervalSeconds": 0}):
+        assert client.put("/backups/config", json=bad, headers=headers).status_code == 400, bad
+
+
+def _upload(client, data: bytes, query: str = ""):
+    headers = {**login(client), "Content-Type": "application/octet-stream"}
+    return client.post(f"/backups/import{query}", data=data, headers=headers)
+
+
+def test_import_lists_the_uploaded_file_with_its_hash(client, settings):
+    data = b"age-encryption.org/v1\n" + bytes(range(256)) * 4000
+    digest = hashlib.sha512(data).digest()
+    expected = "SHA-512:" + ":".join(f"{b:02X}" for b in digest)
+    response = _upload(client, data, f"?hash={expected}")
+    assert response.status_code == 202, response.get_json()
+    task = response.get_json()
+    assert task["state"] == "SUCCEEDED" and task["result"]["hash"] == expected
+    stored = settings.backup_dir / f"{task['result']['id']}.tar.zst.age"
+    assert stored.read_bytes() == data
+    listed = client.get("/backups", headers=login(client)).get_json()
+    assert [b["id"] for b in listed] == [task["result"]["id"]]
+
+
+def test_import_with_wrong_hash_keeps_nothing(client, settings):
+    wrong = "SHA-512:" + ":".join(["AB"] * 64)
+    response = _upload(client, b"\x28\xb5\x2f\xfd" + b"z" * 1000, f"?hash={wrong}")
+    assert (response.status_code, response.get_json()["code"]) == (400, "BadUserInput")
+    assert list(settings.backup_dir.iterdir()) == []
+
+
+def test_import_of_something_else_is_400_and_json_is_415(client):
+    assert _upload(client, b"<html>").status_code == 400
+    headers = login(client)
+    assert client.post("/backups/import", json={}, headers=headers).status_code == 415

@@ -1,0 +1,206 @@
+"""Restoring a backup into a new folder under the restore root, member by member.
+
+The stored file is read once as a stream (age when encrypted, zstd, tar), through the same
+checked pass as a verify (worker/verify.py): no absolute names, no `..`, no symlink leaving the
+tree, no member below a symlink, no hard links or special files. Members are written by hand,
+never by tarfile's extraction, into a private staging folder beside the final one. Only once
+every entry has matched the manifest is the staging folder renamed into place; on any failure it
+is removed, so the restore root never holds a partial restore.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import secrets
+import shutil
+import tarfile
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from common.errors import InsufficientStorage, StorageFailure, UnsafeArchiveMember
+from worker.pipeline import Reporter
+from worker.verify import (
+    ArchiveScan,
+    StoredFile,
+    backup_errors,
+    open_archive,
+    open_stored,
+    safe_parts,
+)
+
+_TARGET_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
+_NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
+_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# Restored files keep their permission bits, never setuid, setgid or sticky.
+_PERMISSIONS = 0o777
+
+
+@dataclass(frozen=True)
+class RestoreJob:
+    backup_id: str
+    backup_path: Path  # the stored file
+    restore_root: Path  # the restore goes into a new folder under it
+    passphrase: str | None = None
+    identities: tuple[str, ...] = ()
+    max_work_factor: int = 20
+    target_name: str | None = None  # default: f"{backup_id}-{UTC timestamp}"
+    expected_hash: str | None = None  # catalogue SHA-512; when given, checked in the same pass
+
+    def __post_init__(self) -> None:
+        if self.target_name is not None and not _TARGET_NAME.fullmatch(self.target_name):
+            raise ValueError(f"unsafe restore folder name {self.target_name!r}")
+        if not _TARGET_NAME.fullmatch(self.backup_id):
+            raise ValueError(f"unsafe backup id {self.backup_id!r}")
+
+
+@dataclass(frozen=True)
+class RestoreOutcome:
+    backup_id: str
+    path: Path  # the folder the backup was restored into
+    files: int  # regular files
+    bytes: int  # bytes of file content
+
+
+def run_restore(job: RestoreJob, reporter: Reporter) -> RestoreOutcome:
+    """Restores job's backup into a new folder; the folder exists only if this returns."""
+    final = job.restore_root / (job.target_name or _default_name(job.backup_id))
+    staging = job.restore_root / f".{final.name}.{secrets.token_hex(8)}.staging"
+    with _storage_errors(job.restore_root):
+        job.restore_root.mkdir(parents=True, exist_ok=True)
+        _refuse_existing(final)
+        # Private until it is complete; it keeps that mode once it becomes the restore folder.
+        os.mkdir(staging, 0o700)
+    try:
+        with _storage_errors(job.restore_root):
+            scan, stored = _extract(job, staging, reporter)
+            _publish(staging, final)
+    except BaseException:
+        _remove_tree(staging)
+        raise
+    stored.watch.finish()
+    return RestoreOutcome(job.backup_id, final, scan.files, scan.bytes)
+
+
+def _default_name(backup_id: str) -> str:
+    now = datetime.now(UTC)
+    return f"{backup_id}-{now:%Y%m%dT%H%M%S}.{now.microsecond // 1000:03d}Z"
+
+
+def _extract(job: RestoreJob, staging: Path, reporter: Reporter) -> tuple[ArchiveScan, StoredFile]:
+    hashing = job.expected_hash is not None
+    with open_stored(job.backup_path, job.backup_id, reporter, hashing) as stored:
+        with backup_errors(), open_archive(stored, job.passphrase, job.identities,
+                                           job.max_work_factor) as scan:
+            writer = _TreeWriter(staging, scan)
+            for member in scan.members():
+                writer.add(member)
+            scan.finish()
+        if job.expected_hash is not None:
+            stored.check_hash(job.expected_hash)
+        writer.settle_folders()
+    return scan, stored
+
+
+class _TreeWriter:
+    """Writes checked members below the staging folder; folders get their modes at the end."""
+
+    def __init__(self, staging: Path, scan: ArchiveScan) -> None:
+        self._staging, self._scan = staging, scan
+        self._folders: list[tuple[str, int, float]] = []
+
+    def add(self, member: tarfile.TarInfo) -> None:
+        path = os.path.join(self._staging, *safe_parts(member.name))
+        try:
+            if member.isdir():
+                os.mkdir(path, 0o700)
+                self._folders.append((path, member.mode, member.mtime))
+            elif member.issym():
+                os.symlink(member.linkname, path)
+                os.utime(path, (member.mtime, member.mtime), follow_symlinks=False)
+            else:
+                self._write_file(member, path)
+        except FileExistsError:
+            raise UnsafeArchiveMember(member.name, "appears twice in the archive") from None
+
+    def _write_file(self, member: tarfile.TarInfo, path: str) -> None:
+        fd = os.open(path, _FILE_FLAGS, 0o600)
+        try:
+            self._scan.copy(member, lambda block: _write_all(fd, block))
+            os.fchmod(fd, member.mode & _PERMISSIONS)
+            os.utime(fd, (member.mtime, member.mtime))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def settle_folders(self) -> None:
+        """Gives folders their modes and mtimes, deepest first."""
+        # Only now: adding entries changes a folder's mtime, and a read-only mode set earlier
+        # would have kept its entries from being written.
+        for path, mode, mtime in sorted(self._folders, key=lambda f: -f[0].count("/")):
+            fd = os.open(path, _FOLDER_FLAGS)
+            try:
+                os.utime(fd, (mtime, mtime))
+                os.fchmod(fd, mode & _PERMISSIONS)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+
+def _write_all(fd: int, block: bytes) -> None:
+    view = memoryview(block)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _refuse_existing(final: Path) -> None:
+    if os.path.lexists(final):
+        raise StorageFailure(final.name, msg=f"The restore folder {final.name} already exists.")
+
+
+def _publish(staging: Path, final: Path) -> None:
+    """Moves the finished tree into place and makes the move durable."""
+    fd = os.open(staging, _FOLDER_FLAGS)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    # rename() would silently replace an empty folder of that name.
+    _refuse_existing(final)
+    os.rename(staging, final)
+    fd = os.open(final.parent, _FOLDER_FLAGS)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def _storage_errors(root: Path) -> Iterator[None]:
+    """OSErrors met while writing the restore, as task errors naming the restore root."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno in _NO_SPACE:
+            raise InsufficientStorage(
+                root, msg=f"Not enough space to restore the backup in {root}.") from error
+        reason = error.strerror or str(error)
+        raise StorageFailure(
+            reason, msg=f"Could not write the restored files: {reason}") from error
+
+
+def _remove_tree(path: Path) -> None:
+    """Removes a staging folder, even one whose folders already got read-only modes."""
+    with suppress(OSError):
+        pending = [str(path)]
+        while pending:
+            folder = pending.pop()
+            os.chmod(folder, 0o700)
+            with os.scandir(folder) as entries:
+                pending.extend(e.path for e in entries if e.is_dir(follow_symlinks=False))
+    shutil.rmtree(path, ignore_errors=True)
