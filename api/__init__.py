@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,12 +11,14 @@ from flask_smorest import Api
 
 from api import errors, media
 from api.schemas import ApiErrorSchema
+from common import logs
 from common.bootstrap import ensure_admin, transit_key
 from common.config import Settings, load_settings
 from common.secrecy import TransitSealer
 from common.store import Store
 
 OPERATION_ID = "operationID"
+request_log = logging.getLogger("h4backup.api.requests")
 # Endpoints whose body is a file streamed to disk rather than a JSON document.
 STREAMED_UPLOADS = {"operations.Import"}
 
@@ -83,6 +86,8 @@ def _register_hooks(app: Flask, settings: Settings) -> None:
     @app.before_request
     def negotiate():
         g.operation_id = (request.headers.get(OPERATION_ID) or "")[:128] or None
+        logs.clear()
+        logs.bind(operationID=g.operation_id)
         media.check_accept()
         if request.endpoint in STREAMED_UPLOADS:
             media.check_upload(settings.max_import_bytes)
@@ -93,14 +98,17 @@ def _register_hooks(app: Flask, settings: Settings) -> None:
     def decorate(response):
         if g.get("operation_id"):
             response.headers[OPERATION_ID] = g.operation_id
+        request_log.info("%s %s %s", request.method, request.path, response.status_code)
         return media.use_vendor_type(response)
 
 
 def _register_blueprints(app: Flask) -> None:
-    from api import backups, docs, health, operations, schedule, sessions, tasks
+    from api import backups, docs, health, metrics, operations, schedule, sessions, tasks
 
     api = H4Api(app)
     app.register_blueprint(docs.assets)
+    app.register_blueprint(metrics.blp)
+    metrics.instrument(app)
     errors.register(app)
     for module in (sessions, backups, operations, schedule, tasks, health):
         api.register_blueprint(module.blp)

@@ -8,6 +8,7 @@ from functools import wraps
 
 from flask import current_app, g, request
 
+from common import logs
 from common.errors import Forbidden, NotAuthenticated
 from common.secrecy import token_digest
 
@@ -44,6 +45,7 @@ def _load_caller() -> Caller:
     # depends on how much of a token matched.
     if not session or not hmac.compare_digest(session["digest"], digest):
         raise NotAuthenticated()
+    logs.bind(user=session["user"])
     return Caller(session["user"], tuple(session["roles"]), digest)
 
 

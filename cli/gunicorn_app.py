@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+
 from gunicorn.app.base import BaseApplication
 
 from common.config import Settings
@@ -22,8 +26,45 @@ class _ApiServer(BaseApplication):
         return app
 
 
+def _json_logging(level: str) -> dict:
+    """gunicorn's own lines in the service's JSON form, one object per line."""
+    handler = {"class": "logging.StreamHandler", "formatter": "json",
+               "stream": "ext://sys.stderr"}
+    quiet = {"level": level, "handlers": ["console"], "propagate": False}
+    return {"version": 1, "disable_existing_loggers": False,
+            "formatters": {"json": {"()": "common.logs.JsonFormatter", "component": "api"}},
+            "handlers": {"console": handler},
+            "root": {"level": level, "handlers": ["console"]},
+            "loggers": {"gunicorn.error": quiet, "gunicorn.access": quiet}}
+
+
+def _child_exit(_server, worker) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def _metrics_dir() -> str | None:
+    """Request metrics of all gunicorn workers are merged through files in one folder."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return None
+    folder = tempfile.mkdtemp(prefix="h4-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+    return folder
+
+
 def run_api(settings: Settings, workers: int) -> int:
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    created = _metrics_dir()
+    try:
+        _serve(settings, host, workers)
+    finally:
+        if created:
+            shutil.rmtree(created, ignore_errors=True)
+    return 0
+
+
+def _serve(settings: Settings, host: str, workers: int) -> None:
     _ApiServer({
         "bind": f"{host}:{settings.port}",
         "workers": max(1, workers),
@@ -37,5 +78,6 @@ def run_api(settings: Settings, workers: int) -> int:
         "graceful_timeout": 30,
         "accesslog": None,
         "loglevel": settings.log_level.lower(),
+        "logconfig_dict": _json_logging(settings.log_level),
+        "child_exit": _child_exit,
     }).run()
-    return 0

@@ -47,3 +47,4 @@ def configure_logging(component: str, level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    logging.captureWarnings(True)  # warnings become JSON lines too, not bare stderr text

@@ -16,6 +16,7 @@ from typing import Any
 
 import redis
 
+from common import task_metrics
 from common.states import TRANSITIONS, TaskState
 
 PREFIX = "h4:"
@@ -279,6 +280,8 @@ class Store:
         outcome, value = self._create_backup_task(keys=keys, args=args)
         if outcome in ("quota", "user_busy"):
             return Created(outcome, count=int(value))
+        if outcome == "created":
+            task_metrics.count_started(self.redis, task["type"])
         return Created(outcome, task_id=value)
 
     def create_task(self, task: dict[str, Any], user_cap: int | None = None,
@@ -291,6 +294,7 @@ class Store:
         outcome, value = self._create_task(keys=keys, args=args)
         if outcome == "user_busy":
             return Created(outcome, count=int(value))
+        task_metrics.count_started(self.redis, task["type"])
         return Created(outcome, task_id=value)
 
     def running_task_ids(self) -> list[str]:
@@ -355,7 +359,8 @@ class Store:
     def _finish_task(self, task_id: str, target: TaskState, *, result: dict | None = None,
                      result_type: str | None = None, error: dict | None = None,
                      backup: dict[str, Any] | None = None) -> bool:
-        backup_id, user = self.redis.hmget(self.task_key(task_id), ["backupId", "user"])
+        backup_id, user, kind, started = self.redis.hmget(
+            self.task_key(task_id), ["backupId", "user", "type", "startTime"])
         backup_id = (backup or {}).get("id") or backup_id or ""
         keys = [self.task_key(task_id), self._secret_key(task_id), self._lease_key(task_id),
                 f"{PREFIX}backups:pending", f"{PREFIX}backups", self.backup_key(backup_id or "-"),
@@ -366,7 +371,12 @@ class Store:
                 (backup or {}).get("generatedOn", 0)]
         if backup:
             args += _flatten({k: _scalar(v) for k, v in backup.items()})
-        return bool(self._finish(keys=keys, args=args))
+        if not self._finish(keys=keys, args=args):
+            return False
+        task_metrics.count_finished(self.redis, kind or "task", target.value,
+                                    (now_ms() - int(started or now_ms())) / 1000,
+                                    int((backup or {}).get("size") or 0))
+        return True
 
     # --- cancel ----------------------------------------------------------------------------
 
