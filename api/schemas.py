@@ -109,8 +109,8 @@ class VerifyInfoSchema(ma.Schema):
     hashOk = fields.Boolean()
     contentChecked = fields.Boolean(metadata={
         "description": "True when the archive was decrypted and every file checked."})
-    files = fields.Integer()
-    bytes = fields.Integer()
+    files = fields.Integer(allow_none=True, metadata={"description": "null unless checked."})
+    bytes = fields.Integer(allow_none=True, metadata={"description": "null unless checked."})
 
 
 class ImportQuerySchema(StrictSchema):

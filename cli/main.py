@@ -1,4 +1,5 @@
-"""`h4backup`: run the service (serve, api, worker) and manage its users."""
+"""`h4backup`: run the service (serve, api, worker), manage its users, and use it as a client
+(login, backup, task)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import getpass
 import os
 import sys
 
+from cli.client import json_flag, register
+from cli.errors import EXIT_CODES_HELP
 from common.config import SettingsError, load_settings
 
 
@@ -26,8 +29,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="h4backup", description=__doc__)
+    parser = argparse.ArgumentParser(prog="h4backup", description=__doc__,
+                                     epilog=EXIT_CODES_HELP,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    json_flag(parser, top_level=True)
     commands = parser.add_subparsers(title="commands")
+    _server_commands(commands)
+    _user_commands(commands)
+    register(commands)
+    return parser
+
+
+def _server_commands(commands: argparse._SubParsersAction) -> None:
     serve = commands.add_parser("serve", help="run the API, a worker and (if needed) Redis")
     serve.set_defaults(run=_serve)
     api = commands.add_parser("api", help="run the REST API under gunicorn")
@@ -41,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
     beat = commands.add_parser("beat", help="run Celery beat: the reaper and the schedules "
                                "(run exactly one)")
     beat.set_defaults(run=_beat)
+
+
+def _user_commands(commands: argparse._SubParsersAction) -> None:
     user = commands.add_parser("user", help="manage local users")
     user_commands = user.add_subparsers(title="user commands")
     add = user_commands.add_parser("add", help="create a user or reset its password; the "
@@ -48,7 +64,6 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("name")
     add.add_argument("--admin", action="store_true", help="give the ADMINISTRATORS role")
     add.set_defaults(run=_user_add)
-    return parser
 
 
 def _serve(_args: argparse.Namespace) -> int:
@@ -64,12 +79,16 @@ def _api(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    load_settings()  # fail early, naming a bad setting, before Celery starts
+    settings = load_settings()  # fail early, naming a bad setting, before Celery starts
     from common.celery_app import CONTROL_QUEUE, QUEUE
+    from common.logs import configure_logging
     from worker.app import celery
 
+    configure_logging("worker", settings.log_level)  # Celery warns before its logging is up
+
     name = args.name or f"h4-{os.getpid()}@%h"
-    celery.worker_main(["worker", "-Q", f"{QUEUE},{CONTROL_QUEUE}",
+    # --quiet: no banner on stdout, so every line a worker writes is a JSON log line.
+    celery.worker_main(["--quiet", "worker", "-Q", f"{QUEUE},{CONTROL_QUEUE}",
                         "--concurrency", str(args.concurrency), "-n", name,
                         "--without-gossip", "--without-mingle"])
     return 0

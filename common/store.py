@@ -16,6 +16,7 @@ from typing import Any
 
 import redis
 
+from common import store_scripts as scripts
 from common import task_metrics
 from common.states import TRANSITIONS, TaskState
 
@@ -35,151 +36,6 @@ def _allowed_from(target: TaskState) -> str:
     return ",".join(sorted(s.value for s, moves in TRANSITIONS.items() if target in moves))
 
 
-# KEYS: task, all tasks, user's tasks, backups, pending backups, backup->task, secret,
-#       running tasks, user's running tasks
-# ARGV: quota, task id, start time, backup id, sealed password, secret ttl, user cap,
-#       then the row's field/value pairs
-_CREATE_BACKUP_TASK = """
-local existing = redis.call('GET', KEYS[6])
-if existing then return {'exists', existing} end
-local running = redis.call('SCARD', KEYS[9])
-if running >= tonumber(ARGV[7]) then return {'user_busy', tostring(running)} end
-local count = redis.call('ZCARD', KEYS[4]) + redis.call('SCARD', KEYS[5])
-if count >= tonumber(ARGV[1]) then return {'quota', tostring(count)} end
-redis.call('HSET', KEYS[1], unpack(ARGV, 8))
-redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
-redis.call('ZADD', KEYS[3], ARGV[3], ARGV[2])
-redis.call('SADD', KEYS[8], ARGV[2])
-redis.call('SADD', KEYS[9], ARGV[2])
-redis.call('SADD', KEYS[5], ARGV[4])
-redis.call('SET', KEYS[6], ARGV[2])
-if ARGV[5] ~= '' then redis.call('SET', KEYS[7], ARGV[5], 'EX', ARGV[6]) end
-return {'created', ARGV[2]}
-"""
-
-# KEYS: task, all tasks, user's tasks, running tasks, user's running tasks, secret
-# ARGV: task id, start time, user cap ('' for none), sealed password, secret ttl, row pairs
-_CREATE_TASK = """
-if ARGV[3] ~= '' then
-  local running = redis.call('SCARD', KEYS[5])
-  if running >= tonumber(ARGV[3]) then return {'user_busy', tostring(running)} end
-end
-redis.call('HSET', KEYS[1], unpack(ARGV, 6))
-redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
-redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
-redis.call('SADD', KEYS[4], ARGV[1])
-redis.call('SADD', KEYS[5], ARGV[1])
-if ARGV[4] ~= '' then redis.call('SET', KEYS[6], ARGV[4], 'EX', ARGV[5]) end
-return {'created', ARGV[1]}
-"""
-
-_PROGRESS = """
-local state = redis.call('HGET', KEYS[1], 'state')
-if state ~= 'RUNNING' then return 0 end
-local current = tonumber(redis.call('HGET', KEYS[1], 'progress') or '0')
-local wanted = math.min(tonumber(ARGV[1]), 99)
-if wanted <= current then return 0 end
-redis.call('HSET', KEYS[1], 'progress', wanted, 'lastUpdated', ARGV[2])
-return 1
-"""
-
-_WARNING = """
-if redis.call('HGET', KEYS[1], 'state') ~= 'RUNNING' then return 0 end
-local warnings = cjson.decode(redis.call('HGET', KEYS[1], 'warnings') or '[]')
-if #warnings >= tonumber(ARGV[2]) then return 0 end
-table.insert(warnings, cjson.decode(ARGV[1]))
-redis.call('HSET', KEYS[1], 'warnings', cjson.encode(warnings), 'lastUpdated', ARGV[3])
-return 1
-"""
-
-# KEYS: task, secret, lease, pending set, backups zset, backup hash, backup->task,
-#       running tasks, user's running tasks, cancel flag
-# ARGV: target, allowed-from, now, ttl, result, resultType, error, backupId, generatedOn,
-#       then the backup row's field/value pairs when the finish stores a backup.
-_FINISH = """
-local state = redis.call('HGET', KEYS[1], 'state')
-if not state then return 0 end
-local allowed = false
-for s in string.gmatch(ARGV[2], '[^,]+') do if s == state then allowed = true end end
-if not allowed then return 0 end
-local fields = {'state', ARGV[1], 'endTime', ARGV[3], 'lastUpdated', ARGV[3],
-                'result', ARGV[5], 'resultType', ARGV[6], 'error', ARGV[7]}
-if ARGV[1] == 'SUCCEEDED' then table.insert(fields, 'progress'); table.insert(fields, '100') end
-redis.call('HSET', KEYS[1], unpack(fields))
-redis.call('EXPIRE', KEYS[1], ARGV[4])
-redis.call('DEL', KEYS[2], KEYS[3], KEYS[10])
-local id = redis.call('HGET', KEYS[1], 'id')
-redis.call('SREM', KEYS[8], id)
-redis.call('SREM', KEYS[9], id)
-if ARGV[8] ~= '' then
-  redis.call('SREM', KEYS[4], ARGV[8])
-  if #ARGV > 9 then
-    redis.call('HSET', KEYS[6], unpack(ARGV, 10))
-    redis.call('ZADD', KEYS[5], ARGV[9], ARGV[8])
-  elseif ARGV[1] == 'FAILED' then
-    redis.call('DEL', KEYS[7])
-  end
-end
-return 1
-"""
-
-# Claim a task for one run: a lease (set if absent, renewed by the holder's heartbeat) keeps a
-# redelivered message from running the same task twice at once.
-_CLAIM = """
-local state = redis.call('HGET', KEYS[1], 'state')
-if not state then return {'missing', '0'} end
-if state ~= 'RUNNING' then return {'final', '0'} end
-local holder = redis.call('GET', KEYS[2])
-if holder and holder ~= ARGV[1] then return {'busy', '0'} end
-redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
-local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-return {'claimed', tostring(attempts)}
-"""
-
-# Take a backup off the list (and free its quota slot and id) in one step; returns its row.
-_UNLIST_BACKUP = """
-local row = redis.call('HGETALL', KEYS[1])
-if #row == 0 then return nil end
-redis.call('DEL', KEYS[1], KEYS[3])
-redis.call('ZREM', KEYS[2], ARGV[1])
-return row
-"""
-
-# Send a lost task again once per attempt: a requeue waiting for a worker is not repeated.
-_MARK_REQUEUED = """
-if redis.call('HGET', KEYS[1], 'state') ~= 'RUNNING' then return 0 end
-if redis.call('HGET', KEYS[1], 'requeuedAttempt') == ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'requeuedAttempt', ARGV[1])
-return 1
-"""
-
-# Cancel: a task no worker has claimed yet ends at once; a running one is flagged, and its
-# worker stops at the next check. Returns 'ended', 'flagged' or 'final'.
-# KEYS: task, cancel flag; ARGV: error json, now, ttl
-_CANCEL = """
-local state = redis.call('HGET', KEYS[1], 'state')
-if not state then return 'missing' end
-if state ~= 'RUNNING' then return 'final' end
-redis.call('SET', KEYS[2], '1', 'EX', 86400)
-if tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0') > 0 then return 'flagged' end
-return 'unclaimed'
-"""
-
-# Take a schedule slot once: only the tick that moves `last` from what it read runs it.
-_TAKE_SLOT = """
-local last = redis.call('GET', KEYS[1]) or ''
-if last ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], ARGV[2])
-return 1
-"""
-
-_RENEW = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('EXPIRE', KEYS[1], ARGV[2])
-return 1
-"""
-
-
 @dataclass(frozen=True)
 class Created:
     """Outcome of asking for a backup task: a new task, the existing one, or over quota."""
@@ -193,17 +49,17 @@ class Store:
     def __init__(self, client: redis.Redis, task_ttl_seconds: int = 7 * 24 * 3600) -> None:
         self.redis = client
         self.task_ttl = task_ttl_seconds
-        self._create_backup_task = client.register_script(_CREATE_BACKUP_TASK)
-        self._create_task = client.register_script(_CREATE_TASK)
-        self._progress = client.register_script(_PROGRESS)
-        self._warning = client.register_script(_WARNING)
-        self._finish = client.register_script(_FINISH)
-        self._claim = client.register_script(_CLAIM)
-        self._renew = client.register_script(_RENEW)
-        self._unlist_backup = client.register_script(_UNLIST_BACKUP)
-        self._mark_requeued = client.register_script(_MARK_REQUEUED)
-        self._cancel = client.register_script(_CANCEL)
-        self._take_slot = client.register_script(_TAKE_SLOT)
+        self._create_backup_task = client.register_script(scripts.CREATE_BACKUP_TASK)
+        self._create_task = client.register_script(scripts.CREATE_TASK)
+        self._progress = client.register_script(scripts.PROGRESS)
+        self._warning = client.register_script(scripts.WARNING)
+        self._finish = client.register_script(scripts.FINISH)
+        self._claim = client.register_script(scripts.CLAIM)
+        self._renew = client.register_script(scripts.RENEW)
+        self._unlist_backup = client.register_script(scripts.UNLIST_BACKUP)
+        self._mark_requeued = client.register_script(scripts.MARK_REQUEUED)
+        self._cancel = client.register_script(scripts.CANCEL)
+        self._take_slot = client.register_script(scripts.TAKE_SLOT)
 
     @classmethod
     def from_url(cls, url: str, task_ttl_seconds: int = 7 * 24 * 3600) -> Store:

@@ -48,11 +48,15 @@ def secrets_of(ctx: WorkerContext, task: Task) -> dict[str, str]:
             raise GeneralServerFailure(msg="The task's password is no longer available.")
         return {}
     try:
-        return json.loads(ctx.sealer.open(sealed, task["id"]))
+        opened = ctx.sealer.open(sealed, task["id"])
     except ValueError:
         raise GeneralServerFailure(
             msg="The task's password cannot be opened: API and workers use different "
                 "transit keys (H4_TRANSIT_KEY).") from None
+    try:
+        return json.loads(opened)
+    except ValueError:
+        raise GeneralServerFailure(msg="The task's sealed key is malformed.") from None
 
 
 def backup(ctx: WorkerContext, task: Task, reporter: Reporter) -> Finish:
@@ -106,9 +110,11 @@ def verify(ctx: WorkerContext, task: Task, reporter: Reporter) -> Finish:
     outcome = run_verify(VerifyJob(
         backup_id=listed["id"], backup_path=path, expected_hash=listed["hash"],
         **_keys(ctx, secrets_of(ctx, task))), reporter)
+    # Without the key, no file was read: say so, rather than counting zero files.
+    checked = outcome.content_checked
     return Finish({"backupId": outcome.backup_id, "hashOk": outcome.hash_ok,
-                   "contentChecked": outcome.content_checked, "files": outcome.files,
-                   "bytes": outcome.bytes}, "VerifyInfo")
+                   "contentChecked": checked, "files": outcome.files if checked else None,
+                   "bytes": outcome.bytes if checked else None}, "VerifyInfo")
 
 
 HANDLERS: dict[str, Handler] = {"backup": backup, "restore": restore, "verify": verify}

@@ -6,11 +6,18 @@ from common.logs import JsonFormatter
 from tests.conftest import login
 
 
+def _sample(text: str, prefix: str) -> float:
+    lines = [line for line in text.splitlines() if line.startswith(prefix)]
+    return float(lines[0].rsplit(" ", 1)[1]) if lines else 0.0
+
+
 def test_metrics_count_requests_and_tasks(client):
     headers = login(client)
+    posted = 'h4_http_requests_total{method="POST",route="/backups",status="202"}'
+    before = _sample(client.get("/metrics").get_data(as_text=True), posted)
     client.post("/backups", json={}, headers=headers)
     text = client.get("/metrics").get_data(as_text=True)
-    assert 'h4_http_requests_total{method="POST",route="/backups",status="202"} 1.0' in text
+    assert _sample(text, posted) == before + 1
     assert 'h4_tasks_total{event="started",kind="backup"} 1.0' in text
     assert "h4_tasks_running 1.0" in text and "h4_queue_depth" in text
 

@@ -1,0 +1,157 @@
+"""The client subcommands of `h4backup`: log in, then drive backups and tasks over REST.
+
+Only argparse is imported here; `requests` and `rich` load when a client command runs, so
+the server commands start as fast as before.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import uuid
+from collections.abc import Callable
+
+from cli.errors import STDOUT_CLOSED, ClientError
+from cli.passwords import LOGIN_PASSWORD_ENV, add_backup_password_options, refuse_password_argument
+
+DEFAULT_URL = "http://127.0.0.1:8046"
+TASK_STATES = ("RUNNING", "SUCCEEDED", "FAILED")
+ASK = "a prompt on a terminal, or exit code 2 without one"
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def json_flag(parser: argparse.ArgumentParser, top_level: bool = False) -> None:
+    """`--json` before or after the subcommand; a subcommand must not reset a top-level one."""
+    parser.add_argument("--json", action="store_true",
+                        default=False if top_level else argparse.SUPPRESS,
+                        help="one JSON object per line on stdout, messages on stderr")
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    _login_commands(commands)
+    _backup_commands(commands.add_parser("backup", allow_abbrev=False, help="create, list, "
+                                         "download, delete, restore and verify backups"))
+    _task_commands(commands.add_parser("task", allow_abbrev=False, help="show and list tasks"))
+
+
+def _handler(name: str) -> Handler:
+    def run(args: argparse.Namespace) -> int:
+        from cli import commands
+
+        try:
+            return getattr(commands, name)(args)
+        except ClientError as exc:
+            print(f"h4backup: {exc}", file=sys.stderr)
+            return exc.exit_code
+        except BrokenPipeError:
+            # The reader left (`| head -1`): silence the flush at exit, end as SIGPIPE would.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return STDOUT_CLOSED
+
+    return run
+
+
+def _command(group: argparse._SubParsersAction, name: str, handler: str,
+             help_text: str) -> argparse.ArgumentParser:
+    # No abbreviations: `--password x` must be refused, not read as `--password-file x`.
+    parser = group.add_parser(name, help=help_text, description=help_text, allow_abbrev=False)
+    json_flag(parser)
+    parser.set_defaults(run=_handler(handler))
+    return parser
+
+
+def uuid_text(text: str) -> str:
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a UUID: {text!r}") from None
+
+
+def _login_commands(commands: argparse._SubParsersAction) -> None:
+    login = _command(commands, "login", "login", "log in and save the session token "
+                     "(password from --password-file, H4_PASSWORD, or a prompt)")
+    login.add_argument("--url", default=os.environ.get("H4_URL", DEFAULT_URL),
+                       help="the service's address (default: $H4_URL or %(default)s)")
+    login.add_argument("--user", default=os.environ.get("H4_USER", "admin"),
+                       help="local user name (default: $H4_USER or %(default)s)")
+    login.add_argument("--password-file", metavar="FILE",
+                       help="read the password from the first line of FILE ('-': stdin)")
+    refuse_password_argument(login, LOGIN_PASSWORD_ENV)
+    _command(commands, "logout", "logout", "end the session and remove the session file")
+
+
+def _usage(parser: argparse.ArgumentParser) -> Handler:
+    def run(_args: argparse.Namespace) -> int:
+        parser.print_help(sys.stderr)
+        return 2
+
+    return run
+
+
+def _backup_commands(parser: argparse.ArgumentParser) -> None:
+    parser.set_defaults(run=_usage(parser))
+    group = parser.add_subparsers(title="backup commands", metavar="COMMAND")
+    _create_command(group)
+    _command(group, "list", "backup_list", "list stored backups, newest first")
+    _download_command(group)
+    _with_id(group, "delete", "backup_delete", "delete a backup and free its space")
+    restore = _with_id(group, "restore", "backup_restore", "restore a backup into a new "
+                       "folder under the server's restore root")
+    add_backup_password_options(restore, ASK)
+    verify = _with_id(group, "verify", "backup_verify", "check a backup's SHA-512; with a "
+                      "password, decrypt and read the whole archive too")
+    add_backup_password_options(verify, "only the SHA-512 is checked")
+
+
+def _create_command(group: argparse._SubParsersAction) -> None:
+    create = _command(group, "create", "backup_create", "generate a backup")
+    create.add_argument("--id", type=uuid_text, help="choose the backup's UUID; repeating "
+                        "the command with it returns the same task instead of a second backup")
+    _wait_flag(create)
+    add_backup_password_options(create, ASK)
+
+
+def _with_id(group: argparse._SubParsersAction, name: str, handler: str,
+             help_text: str) -> argparse.ArgumentParser:
+    parser = _command(group, name, handler, help_text)
+    parser.add_argument("backup_id", metavar="ID", type=uuid_text)
+    _wait_flag(parser)
+    return parser
+
+
+def _wait_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--wait", action="store_true",
+                        help="follow the task to its end; exit 1 if it FAILED")
+
+
+def _download_command(group: argparse._SubParsersAction) -> None:
+    download = _command(group, "download", "backup_download", "download a backup file, "
+                        "checking its SHA-512 (resumes a partial download)")
+    download.add_argument("backup_id", metavar="ID", type=uuid_text)
+    download.add_argument("-o", "--output", metavar="FILE",
+                          help="file or folder to write (default: the server's file name "
+                               "in the current folder)")
+    download.add_argument("--verify", action="store_true",
+                          help="also check the SHA-512 against the backup list (the catalog)")
+    download.add_argument("--force", action="store_true", help="replace an existing file")
+
+
+def _task_commands(parser: argparse.ArgumentParser) -> None:
+    parser.set_defaults(run=_usage(parser))
+    group = parser.add_subparsers(title="task commands", metavar="COMMAND")
+    show = _command(group, "show", "task_show", "show one task")
+    show.add_argument("task_id", metavar="ID", type=uuid_text)
+    show.add_argument("--wait", action="store_true",
+                      help="follow the task to its end; exit 1 if it FAILED")
+    listing = _command(group, "list", "task_list", "list tasks, newest first")
+    listing.add_argument("--state", choices=TASK_STATES, type=str.upper)
+    listing.add_argument("--limit", type=_limit, default=20, help="1..100 (default 20)")
+
+
+def _limit(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 100:
+        raise argparse.ArgumentTypeError("must be between 1 and 100")
+    return value

@@ -1,0 +1,181 @@
+"""What each client subcommand does; `cli.client` declares their arguments."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+from urllib.parse import urlsplit
+
+from cli import task_view
+from cli.errors import NOT_FOUND, OK, ClientError
+from cli.output import Output, human_bytes, short_hash, when
+from cli.passwords import backup_password, login_password
+from cli.remote import Api, ApiRequestError
+from cli.session import Session, load_session, remove_session, save_session
+from cli.transfer import download, resolve_target
+
+
+def _connect(args: argparse.Namespace) -> tuple[Api, Output]:
+    session = load_session()
+    return Api(session.url, session.token), Output(args.json)
+
+
+def login(args: argparse.Namespace) -> int:
+    output = Output(args.json)
+    _warn_if_plain_http(output, args.url)
+    password = login_password(args)
+    details, token = Api(args.url).login(args.user, password)
+    path = save_session(Session(args.url.rstrip("/"), token, details.get("user", args.user)))
+    output.note(f"logged in to {args.url} as {details.get('user')} "
+                f"({', '.join(details.get('roles', []))}); session saved in {path}")
+    if args.json:
+        output.emit(details)
+    return OK
+
+
+def _warn_if_plain_http(output: Output, url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+        output.note(f"warning: {url} is plain HTTP; the password and the session token "
+                    "cross the network unencrypted")
+
+
+def logout(args: argparse.Namespace) -> int:
+    output = Output(args.json)
+    try:
+        session = load_session()
+    except ClientError:
+        output.note("not logged in")
+        return OK
+    try:
+        Api(session.url, session.token).call("DELETE", "/sessions", expect=(204, 401))
+    finally:
+        # Even when the server cannot be told, the token must not stay on this machine.
+        remove_session()
+    output.note(f"logged out of {session.url}")
+    return OK
+
+
+def backup_create(args: argparse.Namespace) -> int:
+    api, output = _connect(args)
+    password = backup_password(args, when_absent="ask", confirm=True)
+    path = f"/backups/{args.id}" if args.id else "/backups"
+    task = api.json("POST", path, expect=(202,), json=_password_body(password))
+    if not args.wait:
+        return task_view.started(output, task)
+    task = task_view.wait_for(api, output, task, "backup")
+    return task_view.finished(output, task, _stored_size(api, task))
+
+
+def _password_body(password: str | None) -> dict[str, str]:
+    return {"password": password} if password is not None else {}
+
+
+def _stored_size(api: Api, task: task_view.Task) -> dict[str, Any]:
+    """The stored file's size, from a HEAD request: the task itself counts no bytes."""
+    backup = (task.get("result") or {}).get("id")
+    if task["state"] != "SUCCEEDED" or not backup:
+        return {}
+    try:
+        response = api.call("HEAD", f"/backups/{backup}")
+    except ClientError:
+        return {}
+    length = response.headers.get("Content-Length")
+    return {"bytes_stored": int(length)} if length and length.isdigit() else {}
+
+
+def backup_list(args: argparse.Namespace) -> int:
+    api, output = _connect(args)
+    backups = api.backups()
+    if args.json:
+        for backup in backups:
+            output.emit(backup)
+        return OK
+    output.table(("ID", "CREATED", "HASH"), [
+        (b["id"], when(b.get("generatedOn")), short_hash(b.get("hash", ""))) for b in backups])
+    output.note(f"{len(backups)} backup(s)")
+    return OK
+
+
+def backup_download(args: argparse.Namespace) -> int:
+    api, output = _connect(args)
+    target = resolve_target(args.output, args.force)
+    try:
+        result = download(api, output, args.backup_id, target, args.verify)
+    except KeyboardInterrupt:
+        output.note("download interrupted; run the same command again to resume it")
+        raise
+    if args.json:
+        output.emit(result)
+        return OK
+    output.data(result["path"])
+    checks = "the catalog and the server's header" if result["hash_checks"] > 1 else (
+        "the server's hash" if result["hash_checks"] else "nothing: no hash was offered")
+    output.note(f"{human_bytes(result['bytes'])} written; SHA-512 checked against {checks}")
+    return OK
+
+
+def backup_delete(args: argparse.Namespace) -> int:
+    api, output = _connect(args)
+    task = api.json("DELETE", f"/backups/{args.backup_id}", expect=(202,))
+    return _follow(api, output, task, "delete", args.wait)
+
+
+def backup_restore(args: argparse.Namespace) -> int:
+    api, output = _connect(args)
+    password = backup_password(args, when_absent="ask", confirm=False)
+    task = _part_b(api, "restore", args.backup_id, _password_body(password))
+    return _follow(api, output, task, "restore", args.wait)
+
+
+def backup_verify(args: argparse.Namespace) -> int:
+    api, output = _connect(args)
+    password = backup_password(args, when_absent="none", confirm=False)
+    task = _part_b(api, "verify", args.backup_id, _password_body(password))
+    return _follow(api, output, task, "verify", args.wait)
+
+
+def _part_b(api: Api, action: str, backup_id: str, body: dict[str, str]) -> task_view.Task:
+    """Restore and verify are newer than vCDA 4.5: an older server lacks the route."""
+    try:
+        return api.json("POST", f"/backups/{backup_id}/{action}", expect=(202,), json=body)
+    except ApiRequestError as exc:
+        if exc.status in (404, 405) and exc.code in ("NotFound", "MethodNotAllowed"):
+            raise ClientError(f"this server does not offer {action} "
+                              f"(POST /backups/ID/{action}: {exc})", NOT_FOUND) from None
+        raise
+
+
+def _follow(api: Api, output: Output, task: task_view.Task, label: str, wait: bool) -> int:
+    if not wait:
+        return task_view.started(output, task)
+    return task_view.finished(output, task_view.wait_for(api, output, task, label))
+
+
+def task_show(args: argparse.Namespace) -> int:
+    api, output = _connect(args)
+    task = api.task(args.task_id)
+    if args.wait:
+        label = str((task.get("workflowInfo") or {}).get("type") or "task")
+        return task_view.finished(output, task_view.wait_for(api, output, task, label))
+    if args.json:
+        output.emit(task)
+    else:
+        output.pairs(task_view.task_rows(task))
+    return OK
+
+
+def task_list(args: argparse.Namespace) -> int:
+    api, output = _connect(args)
+    query: dict[str, Any] = {"limit": args.limit}
+    if args.state:
+        query["state"] = args.state
+    page = api.json("GET", "/tasks", params=query)
+    if args.json:
+        for task in page["items"]:
+            output.emit(task)
+        return OK
+    for line in task_view.task_table(page["items"]):
+        output.data(line)
+    output.note(f"{len(page['items'])} of {page['total']} task(s)")
+    return OK

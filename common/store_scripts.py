@@ -1,0 +1,149 @@
+"""The Lua scripts behind `common.store`: each runs atomically inside Redis.
+
+State changes check the transition table (passed in by the store from `common.states`), so a
+late or repeated write can never move a task out of a final state.
+"""
+
+# KEYS: task, all tasks, user's tasks, backups, pending backups, backup->task, secret,
+#       running tasks, user's running tasks
+# ARGV: quota, task id, start time, backup id, sealed password, secret ttl, user cap,
+#       then the row's field/value pairs
+CREATE_BACKUP_TASK = """
+local existing = redis.call('GET', KEYS[6])
+if existing then return {'exists', existing} end
+local running = redis.call('SCARD', KEYS[9])
+if running >= tonumber(ARGV[7]) then return {'user_busy', tostring(running)} end
+local count = redis.call('ZCARD', KEYS[4]) + redis.call('SCARD', KEYS[5])
+if count >= tonumber(ARGV[1]) then return {'quota', tostring(count)} end
+redis.call('HSET', KEYS[1], unpack(ARGV, 8))
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[2])
+redis.call('SADD', KEYS[8], ARGV[2])
+redis.call('SADD', KEYS[9], ARGV[2])
+redis.call('SADD', KEYS[5], ARGV[4])
+redis.call('SET', KEYS[6], ARGV[2])
+if ARGV[5] ~= '' then redis.call('SET', KEYS[7], ARGV[5], 'EX', ARGV[6]) end
+return {'created', ARGV[2]}
+"""
+
+# KEYS: task, all tasks, user's tasks, running tasks, user's running tasks, secret
+# ARGV: task id, start time, user cap ('' for none), sealed password, secret ttl, row pairs
+CREATE_TASK = """
+if ARGV[3] ~= '' then
+  local running = redis.call('SCARD', KEYS[5])
+  if running >= tonumber(ARGV[3]) then return {'user_busy', tostring(running)} end
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 6))
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
+redis.call('SADD', KEYS[4], ARGV[1])
+redis.call('SADD', KEYS[5], ARGV[1])
+if ARGV[4] ~= '' then redis.call('SET', KEYS[6], ARGV[4], 'EX', ARGV[5]) end
+return {'created', ARGV[1]}
+"""
+
+PROGRESS = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if state ~= 'RUNNING' then return 0 end
+local current = tonumber(redis.call('HGET', KEYS[1], 'progress') or '0')
+local wanted = math.min(tonumber(ARGV[1]), 99)
+if wanted <= current then return 0 end
+redis.call('HSET', KEYS[1], 'progress', wanted, 'lastUpdated', ARGV[2])
+return 1
+"""
+
+WARNING = """
+if redis.call('HGET', KEYS[1], 'state') ~= 'RUNNING' then return 0 end
+local warnings = cjson.decode(redis.call('HGET', KEYS[1], 'warnings') or '[]')
+if #warnings >= tonumber(ARGV[2]) then return 0 end
+table.insert(warnings, cjson.decode(ARGV[1]))
+redis.call('HSET', KEYS[1], 'warnings', cjson.encode(warnings), 'lastUpdated', ARGV[3])
+return 1
+"""
+
+# KEYS: task, secret, lease, pending set, backups zset, backup hash, backup->task,
+#       running tasks, user's running tasks, cancel flag
+# ARGV: target, allowed-from, now, ttl, result, resultType, error, backupId, generatedOn,
+#       then the backup row's field/value pairs when the finish stores a backup.
+FINISH = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return 0 end
+local allowed = false
+for s in string.gmatch(ARGV[2], '[^,]+') do if s == state then allowed = true end end
+if not allowed then return 0 end
+local fields = {'state', ARGV[1], 'endTime', ARGV[3], 'lastUpdated', ARGV[3],
+                'result', ARGV[5], 'resultType', ARGV[6], 'error', ARGV[7]}
+if ARGV[1] == 'SUCCEEDED' then table.insert(fields, 'progress'); table.insert(fields, '100') end
+redis.call('HSET', KEYS[1], unpack(fields))
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[10])
+local id = redis.call('HGET', KEYS[1], 'id')
+redis.call('SREM', KEYS[8], id)
+redis.call('SREM', KEYS[9], id)
+if ARGV[8] ~= '' then
+  redis.call('SREM', KEYS[4], ARGV[8])
+  if #ARGV > 9 then
+    redis.call('HSET', KEYS[6], unpack(ARGV, 10))
+    redis.call('ZADD', KEYS[5], ARGV[9], ARGV[8])
+  elseif ARGV[1] == 'FAILED' then
+    redis.call('DEL', KEYS[7])
+  end
+end
+return 1
+"""
+
+# Claim a task for one run: a lease (set if absent, renewed by the holder's heartbeat) keeps a
+# redelivered message from running the same task twice at once.
+CLAIM = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return {'missing', '0'} end
+if state ~= 'RUNNING' then return {'final', '0'} end
+local holder = redis.call('GET', KEYS[2])
+if holder and holder ~= ARGV[1] then return {'busy', '0'} end
+redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
+local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+return {'claimed', tostring(attempts)}
+"""
+
+# Take a backup off the list (and free its quota slot and id) in one step; returns its row.
+UNLIST_BACKUP = """
+local row = redis.call('HGETALL', KEYS[1])
+if #row == 0 then return nil end
+redis.call('DEL', KEYS[1], KEYS[3])
+redis.call('ZREM', KEYS[2], ARGV[1])
+return row
+"""
+
+# Send a lost task again once per attempt: a requeue waiting for a worker is not repeated.
+MARK_REQUEUED = """
+if redis.call('HGET', KEYS[1], 'state') ~= 'RUNNING' then return 0 end
+if redis.call('HGET', KEYS[1], 'requeuedAttempt') == ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'requeuedAttempt', ARGV[1])
+return 1
+"""
+
+# Cancel: a task no worker has claimed yet ends at once; a running one is flagged, and its
+# worker stops at the next check. Returns 'ended', 'flagged' or 'final'.
+# KEYS: task, cancel flag; ARGV: error json, now, ttl
+CANCEL = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return 'missing' end
+if state ~= 'RUNNING' then return 'final' end
+redis.call('SET', KEYS[2], '1', 'EX', 86400)
+if tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0') > 0 then return 'flagged' end
+return 'unclaimed'
+"""
+
+# Take a schedule slot once: only the tick that moves `last` from what it read runs it.
+TAKE_SLOT = """
+local last = redis.call('GET', KEYS[1]) or ''
+if last ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2])
+return 1
+"""
+
+RENEW = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
