@@ -9,6 +9,7 @@ their message is still in the broker.
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,7 +71,26 @@ def remove_partial_files(backup_dir: Path, backup_id: str) -> int:
     return removed
 
 
-def sweep(backup_dir: Path, restore_dir: Path) -> None:
+def sweep(store: Store, backup_dir: Path, restore_dir: Path) -> None:
     for folder in (backup_dir, restore_dir):
         if folder.is_dir():
             remove_orphan_temporaries(folder, ORPHAN_AGE_SECONDS)
+    if restore_dir.is_dir():
+        remove_orphan_stagings(restore_dir, _restoring(store))
+
+
+def _restoring(store: Store) -> set[str]:
+    """Backups that a living worker is restoring right now."""
+    tasks = (store.get_task(task_id) for task_id in store.running_task_ids())
+    return {t["backupId"] for t in tasks
+            if t and t.get("type") == "restore" and store.has_lease(t["id"])}
+
+
+def remove_orphan_stagings(restore_dir: Path, restoring: set[str]) -> list[str]:
+    """Staging folders (`.<backup id>-<time>.<random>.staging`) whose restore died."""
+    removed = []
+    for staging in restore_dir.glob(".*.staging"):
+        if staging.is_dir() and not any(staging.name.startswith(f".{b}-") for b in restoring):
+            shutil.rmtree(staging, ignore_errors=True)
+            removed.append(staging.name)
+    return removed

@@ -49,7 +49,7 @@ def reap() -> None:
     ctx = worker_context()
     settings = ctx.settings
     maintenance.reap(ctx.store, send, settings.max_attempts, settings.backup_dir)
-    maintenance.sweep(settings.backup_dir, settings.restore_dir)
+    maintenance.sweep(ctx.store, settings.backup_dir, settings.restore_dir)
 
 
 @celery.task(name=SCHEDULE_TICK, queue=CONTROL_QUEUE)

@@ -43,3 +43,15 @@ def test_remove_partial_files_only_touches_that_backup(tmp_path):
     (tmp_path / ".b2.tar.zst.p.part").write_bytes(b"")
     assert remove_partial_files(tmp_path, "b1") == 1
     assert [p.name for p in tmp_path.iterdir()] == [".b2.tar.zst.p.part"]
+
+
+def test_staging_of_a_dead_restore_is_removed_but_a_living_one_kept(tmp_path):
+    from worker.maintenance import remove_orphan_stagings
+
+    dead = tmp_path / ".b1-20261126T000000.000Z.0011aabb.staging"
+    living = tmp_path / ".b2-20261126T000000.000Z.2233ccdd.staging"
+    finished = tmp_path / "b1-20261126T000000.000Z"
+    for folder in (dead, living, finished):
+        (folder / "tree").mkdir(parents=True)
+    assert remove_orphan_stagings(tmp_path, {"b2"}) == [dead.name]
+    assert living.exists() and finished.exists()
