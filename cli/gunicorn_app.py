@@ -79,5 +79,7 @@ def _serve(settings: Settings, host: str, workers: int) -> None:
         "accesslog": None,
         "loglevel": settings.log_level.lower(),
         "logconfig_dict": _json_logging(settings.log_level),
+        # One control socket per user home would be shared by every API on the machine.
+        "control_socket_disable": True,
         "child_exit": _child_exit,
     }).run()
