@@ -35,9 +35,11 @@ class H4Api(Api):
     """flask-smorest with vCDA's ApiError as the one error body."""
 
     ERROR_SCHEMA = ApiErrorSchema
+    DEFAULT_RESPONSE_CONTENT_TYPE = media.RESPONSE_TYPE
 
     def handle_http_exception(self, error):
-        return errors.error_response(errors.from_http_exception(error))
+        return errors.error_response(errors.from_http_exception(error),
+                                     headers=errors.kept_headers(error))
 
 
 def create_app(settings: Settings | None = None, store: Store | None = None,
@@ -63,7 +65,9 @@ def create_app(settings: Settings | None = None, store: Store | None = None,
 def _flask_config(settings: Settings) -> dict[str, Any]:
     return {
         "H4_DEBUG": settings.debug,
-        "MAX_CONTENT_LENGTH": settings.max_body_bytes,
+        # One byte over the limit: a chunked body (no Content-Length) is read that far, so a
+        # body over the limit shows as such instead of being cut at the limit.
+        "MAX_CONTENT_LENGTH": settings.max_body_bytes + 1,
         "API_TITLE": "h4backup",
         "API_VERSION": media.API_VERSION,
         "OPENAPI_VERSION": "3.0.3",

@@ -8,10 +8,10 @@ import uuid
 
 from flask import current_app, g, url_for
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from api import files
 from api.auth import admin_required, current_caller
+from api.blueprint import Blueprint
 from api.media import RESPONSE_TYPE
 from api.schemas import (
     ApiTaskSchema,
@@ -23,9 +23,8 @@ from api.schemas import (
 from common import tasks
 from common.errors import BackupQuotaExceeded, BadUserInput, ServiceUnavailable, TooManyTasks
 
-FILE_RESPONSE = {"description": "The backup file (byte ranges supported).",
-                 "content": {"application/octet-stream": {"schema": {
-                     "type": "string", "format": "binary"}}}}
+FILE_RESPONSE = {"description": "The backup file (byte ranges supported)."}
+BINARY = {"type": "string", "format": "binary"}
 
 log = logging.getLogger("h4backup.api")
 
@@ -81,7 +80,7 @@ def dispatch(services, task_id: str, task_name: str = tasks.GENERATE_BACKUP) -> 
 @blp.route("")
 class Backups(MethodView):
     @admin_required
-    @blp.arguments(NewBackupRequestSchema)
+    @blp.arguments(NewBackupRequestSchema, required=False)
     @blp.response(202, ApiTaskSchema, content_type=RESPONSE_TYPE)
     def post(self, body: dict):
         """Generate a new backup. Administrators only; returns the task to poll."""
@@ -97,16 +96,17 @@ class Backups(MethodView):
 @blp.route("/<uuid:backup_id>")
 class Backup(MethodView):
     @admin_required
-    @blp.arguments(NewBackupRequestSchema)
+    @blp.arguments(NewBackupRequestSchema, required=False)
     @blp.response(202, ApiTaskSchema, content_type=RESPONSE_TYPE)
     def post(self, body: dict, backup_id: uuid.UUID):
         """Generate a backup with a client-chosen id; repeating it returns the same task."""
         return start_backup(str(backup_id), body)
 
     @admin_required
-    @blp.response(200, description=FILE_RESPONSE["description"],
+    @blp.response(200, BINARY, description=FILE_RESPONSE["description"],
                   content_type="application/octet-stream")
-    @blp.alt_response(206, description="Part of the file, for a Range request.")
+    @blp.alt_response(206, schema=BINARY, content_type="application/octet-stream",
+                      description="Part of the file, for a Range request.")
     def get(self, backup_id: uuid.UUID):
         """Download a backup: Content-Length, ETag, Content-Disposition, byte ranges."""
         return files.download(str(backup_id))
@@ -128,7 +128,7 @@ class BackupCookie(MethodView):
         return files.issue_cookie(str(backup_id))
 
     @blp.arguments(CookieQuerySchema, location="query", as_kwargs=True)
-    @blp.response(200, description=FILE_RESPONSE["description"],
+    @blp.response(200, BINARY, description=FILE_RESPONSE["description"],
                   content_type="application/octet-stream")
     def get(self, backup_id: uuid.UUID, cookie: str):
         """Download with a cookie instead of X-VCAV-Auth; the cookie works once."""

@@ -41,6 +41,14 @@ def error_response(error: errors.H4Error, stacktrace: str = "", headers: dict | 
     return response
 
 
+# Headers an HTTP error must keep when it becomes an ApiError (405 names what is allowed).
+_KEPT_HEADERS = ("Allow", "Content-Range", "Retry-After")
+
+
+def kept_headers(exc: HTTPException) -> dict[str, str]:
+    return {name: value for name, value in exc.get_headers() if name in _KEPT_HEADERS}
+
+
 def _validation_detail(data: dict[str, Any]) -> str:
     messages = data.get("messages") or data.get("errors") or {}
     for location in messages.values():
@@ -66,7 +74,7 @@ def from_http_exception(exc: HTTPException) -> errors.H4Error:
     if exc.code == 405:
         return errors.MethodNotAllowed(request.method, request.path)
     if exc.code == 413:
-        return errors.PayloadTooLarge(current_app.config.get("MAX_CONTENT_LENGTH") or 0)
+        return errors.PayloadTooLarge(current_app.extensions["h4"].settings.max_body_bytes)
     kind = _HTTP_ERRORS.get(exc.code or 500)
     if kind is None:
         error = errors.H4Error(msg=exc.description or exc.name)
@@ -88,6 +96,6 @@ def register(app: Flask) -> None:
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):
         if isinstance(exc, HTTPException):
-            return error_response(from_http_exception(exc))
+            return error_response(from_http_exception(exc), headers=kept_headers(exc))
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(errors.GeneralServerFailure(), traceback.format_exc())

@@ -12,8 +12,8 @@ import uuid
 import redis
 from flask import current_app
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
+from api.blueprint import Blueprint
 from api.media import RESPONSE_TYPE
 from api.schemas import HealthSchema
 

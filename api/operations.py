@@ -10,11 +10,11 @@ import uuid
 
 from flask import current_app, g, request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from api import files
 from api.auth import admin_required, current_caller
 from api.backups import dispatch, location
+from api.blueprint import Blueprint
 from api.media import RESPONSE_TYPE
 from api.schemas import ApiTaskSchema, ImportQuerySchema, OpenBackupRequestSchema
 from common import tasks
@@ -58,7 +58,7 @@ def start_worker_task(kind: str, backup_id: str, secret: dict[str, str]):
 @blp.route("/<uuid:backup_id>/restore")
 class Restore(MethodView):
     @admin_required
-    @blp.arguments(OpenBackupRequestSchema)
+    @blp.arguments(OpenBackupRequestSchema, required=False)
     @blp.response(202, ApiTaskSchema, content_type=RESPONSE_TYPE)
     def post(self, body: dict, backup_id: uuid.UUID):
         """Restore into a new folder under the restore root; result RestoreInfo."""
@@ -68,7 +68,7 @@ class Restore(MethodView):
 @blp.route("/<uuid:backup_id>/verify")
 class Verify(MethodView):
     @admin_required
-    @blp.arguments(OpenBackupRequestSchema)
+    @blp.arguments(OpenBackupRequestSchema, required=False)
     @blp.response(202, ApiTaskSchema, content_type=RESPONSE_TYPE)
     def post(self, body: dict, backup_id: uuid.UUID):
         """Check the stored bytes against the catalogue hash; with the key, every file too."""

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from flask import current_app
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from api.auth import admin_required
+from api.blueprint import Blueprint
 from api.media import RESPONSE_TYPE
 from api.schemas import ScheduleSchema
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from flask import current_app, request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from api.auth import TOKEN_HEADER, current_caller
+from api.blueprint import Blueprint
 from api.schemas import SessionDetailsSchema, SessionRequestSchema
 from common.errors import InvalidCredentials, TooManyRequests
 from common.secrecy import check_password, new_token, token_digest

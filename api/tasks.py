@@ -8,9 +8,9 @@ from typing import Any
 
 from flask import current_app
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from api.auth import admin_required, current_caller, login_required
+from api.blueprint import Blueprint
 from api.media import RESPONSE_TYPE
 from api.schemas import ApiTaskSchema, TaskListQuerySchema, TaskListSchema
 from common.errors import Conflict, Forbidden, TaskCanceled, TaskNotFound
