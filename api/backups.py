@@ -22,6 +22,7 @@ from api.schemas import (
 )
 from common import tasks
 from common.errors import BackupQuotaExceeded, BadUserInput, ServiceUnavailable, TooManyTasks
+from common.store import Created
 
 FILE_RESPONSE = {"description": "The backup file (byte ranges supported)."}
 BINARY = {"type": "string", "format": "binary"}
@@ -54,17 +55,23 @@ def start_backup(backup_id: str, body: dict):
     row["recipients"] = recipients or []
     sealed = (services.sealer.seal(json.dumps({"password": password}), row["id"])
               if password else None)
+    created = reserve_backup(services, row, backup_id, sealed)
+    if created.outcome == "created":
+        dispatch(services, row["id"])
+    task = services.store.get_task(created.task_id)
+    return task, 202, location(created.task_id)
+
+
+def reserve_backup(services, row: dict, backup_id: str, sealed: str | None) -> Created:
+    """Write a task row that will store a backup, within the quota and the user's task cap."""
     created = services.store.create_backup_task(
         row, backup_id, services.settings.backup_quota, sealed, tasks.SECRET_TTL_SECONDS,
         services.settings.user_task_cap)
     if created.outcome == "quota":
         raise BackupQuotaExceeded(services.settings.backup_quota, created.count)
     if created.outcome == "user_busy":
-        raise TooManyTasks(caller.user, created.count)
-    if created.outcome == "created":
-        dispatch(services, row["id"])
-    task = services.store.get_task(created.task_id)
-    return task, 202, location(created.task_id)
+        raise TooManyTasks(row["user"], created.count)
+    return created
 
 
 def dispatch(services, task_id: str, task_name: str = tasks.GENERATE_BACKUP) -> None:

@@ -13,13 +13,12 @@ from flask.views import MethodView
 
 from api import files
 from api.auth import admin_required, current_caller
-from api.backups import dispatch, location
+from api.backups import dispatch, location, reserve_backup
 from api.blueprint import Blueprint
 from api.media import RESPONSE_TYPE
 from api.schemas import ApiTaskSchema, ImportQuerySchema, OpenBackupRequestSchema
 from common import tasks
 from common.errors import (
-    BackupQuotaExceeded,
     BadUserInput,
     InsufficientStorage,
     PayloadTooLarge,
@@ -91,13 +90,7 @@ def import_backup(expected_hash: str | None):
     row = tasks.new_task(current_caller().user, "import", "backup", backup_id,
                          operation_id=g.get("operation_id"))
     row["backupId"] = backup_id
-    created = services.store.create_backup_task(
-        row, backup_id, services.settings.backup_quota, None, tasks.SECRET_TTL_SECONDS,
-        services.settings.user_task_cap)
-    if created.outcome == "quota":
-        raise BackupQuotaExceeded(services.settings.backup_quota, created.count)
-    if created.outcome == "user_busy":
-        raise TooManyTasks(row["user"], created.count)
+    reserve_backup(services, row, backup_id, None)
     try:
         backup = _receive(services, backup_id, expected_hash)
     except Exception as exc:
