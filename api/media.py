@@ -11,6 +11,7 @@ import json
 import re
 
 from flask import Response, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from common.errors import BadUserInput, NotAcceptable, PayloadTooLarge, UnsupportedMediaType
 
@@ -46,17 +47,35 @@ def check_upload(max_bytes: int) -> None:
     request.max_content_length = max_bytes
 
 
+# Refusing a body while the client still sends it makes the client see a reset instead of
+# the 413: read and drop this much of the rest first.
+DRAIN_BYTES = 8 << 20
+
+
+def _too_large(max_bytes: int) -> PayloadTooLarge:
+    source, left = request.environ.get("wsgi.input"), DRAIN_BYTES
+    while source is not None and left > 0:
+        block = source.read(min(1 << 16, left))
+        if not block:
+            break
+        left -= len(block)
+    return PayloadTooLarge(max_bytes)
+
+
 def check_body(max_bytes: int) -> None:
     """Bodies must be JSON of a known type, under the size limit, and well formed."""
     if not has_body():
         return
     if request.content_length and request.content_length > max_bytes:
-        raise PayloadTooLarge(max_bytes)
+        raise _too_large(max_bytes)
     if request.mimetype not in JSON_REQUEST_TYPES:
         raise UnsupportedMediaType(request.mimetype or "(none)")
-    data = request.get_data(cache=True)
+    try:
+        data = request.get_data(cache=True)
+    except RequestEntityTooLarge:
+        raise _too_large(max_bytes) from None
     if len(data) > max_bytes:
-        raise PayloadTooLarge(max_bytes)
+        raise _too_large(max_bytes)
     try:
         json.loads(data)
     except (ValueError, RecursionError):

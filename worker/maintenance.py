@@ -63,11 +63,16 @@ def _give_up(store: Store, task: dict, backup_dir: Path, report: ReapReport) -> 
 
 
 def remove_partial_files(backup_dir: Path, backup_id: str) -> int:
-    """Temporary files an earlier attempt at this backup left behind."""
+    """What an earlier attempt at this (unlisted) backup left: temporary files, and a file it
+    stored but could not record before its worker was lost. Call only while the backup is not
+    listed, holding its task's lease."""
+    leftovers = [*backup_dir.glob(f".{backup_id}.tar.zst*.part"),
+                 *(backup_dir / f"{backup_id}{suffix}" for suffix in (".tar.zst", ".tar.zst.age"))]
     removed = 0
-    for path in backup_dir.glob(f".{backup_id}.tar.zst*.part"):
-        path.unlink(missing_ok=True)
-        removed += 1
+    for path in leftovers:
+        if path.exists():
+            path.unlink(missing_ok=True)
+            removed += 1
     return removed
 
 

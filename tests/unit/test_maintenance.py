@@ -40,9 +40,11 @@ def test_queued_and_leased_tasks_are_left_alone(store, tmp_path):
 
 def test_remove_partial_files_only_touches_that_backup(tmp_path):
     (tmp_path / ".b1.tar.zst.p.part").write_bytes(b"")
+    (tmp_path / "b1.tar.zst.age").write_bytes(b"stored but never recorded")
     (tmp_path / ".b2.tar.zst.p.part").write_bytes(b"")
-    assert remove_partial_files(tmp_path, "b1") == 1
-    assert [p.name for p in tmp_path.iterdir()] == [".b2.tar.zst.p.part"]
+    (tmp_path / "b2.tar.zst").write_bytes(b"")
+    assert remove_partial_files(tmp_path, "b1") == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".b2.tar.zst.p.part", "b2.tar.zst"]
 
 
 def test_staging_of_a_dead_restore_is_removed_but_a_living_one_kept(tmp_path):
