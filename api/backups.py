@@ -56,10 +56,10 @@ def start_backup(backup_id: str, body: dict):
     sealed = (services.sealer.seal(json.dumps({"password": password}), row["id"])
               if password else None)
     created = reserve_backup(services, row, backup_id, sealed)
-    if created.outcome == "created":
-        dispatch(services, row["id"])
-    task = services.store.get_task(created.task_id)
-    return task, 202, location(created.task_id)
+    if created.outcome != "created":  # a repeated client-chosen id: that backup's own task
+        return services.store.get_task(created.task_id), 202, location(created.task_id)
+    dispatch(services, row["id"])
+    return row, 202, location(row["id"])
 
 
 def reserve_backup(services, row: dict, backup_id: str, sealed: str | None) -> Created:

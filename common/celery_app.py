@@ -48,7 +48,9 @@ def make_celery(settings: Settings, broker_url: str | None = None) -> Celery:
             "scheduled-backups": {"task": SCHEDULE_TICK, "schedule": 1.0,
                                   "options": {"expires": 1.0}},
         },
-        task_send_sent_event=True,
+        # No task-sent event: it would cost every POST a second publish, and Flower learns
+        # each task from the worker's received/started/succeeded events anyway.
+        task_send_sent_event=False,
         worker_send_task_events=True,
         worker_hijack_root_logger=False,
         task_publish_retry_policy={"max_retries": 2, "interval_start": 0.2,

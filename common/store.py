@@ -130,27 +130,25 @@ class Store:
         keys = [self.task_key(task["id"]), f"{PREFIX}tasks", self._user_tasks_key(task["user"]),
                 f"{PREFIX}backups", f"{PREFIX}backups:pending",
                 f"{PREFIX}backup-task:{backup_id}", self._secret_key(task["id"]),
-                RUNNING_KEY, self._user_running_key(task["user"])]
+                RUNNING_KEY, self._user_running_key(task["user"]), task_metrics.KEY]
         args = [quota, task["id"], task["startTime"], backup_id, sealed_password or "",
                 secret_ttl, user_cap, *_flatten(_encode_task(task))]
         outcome, value = self._create_backup_task(keys=keys, args=args)
         if outcome in ("quota", "user_busy"):
             return Created(outcome, count=int(value))
-        if outcome == "created":
-            task_metrics.count_started(self.redis, task["type"])
         return Created(outcome, task_id=value)
 
     def create_task(self, task: dict[str, Any], user_cap: int | None = None,
                     sealed_password: str | None = None, secret_ttl: int = 3600) -> Created:
         """Write a new task row (with its sealed password), unless the user is at the cap."""
         keys = [self.task_key(task["id"]), f"{PREFIX}tasks", self._user_tasks_key(task["user"]),
-                RUNNING_KEY, self._user_running_key(task["user"]), self._secret_key(task["id"])]
+                RUNNING_KEY, self._user_running_key(task["user"]), self._secret_key(task["id"]),
+                task_metrics.KEY]
         args = [task["id"], task["startTime"], "" if user_cap is None else user_cap,
                 sealed_password or "", secret_ttl, *_flatten(_encode_task(task))]
         outcome, value = self._create_task(keys=keys, args=args)
         if outcome == "user_busy":
             return Created(outcome, count=int(value))
-        task_metrics.count_started(self.redis, task["type"])
         return Created(outcome, task_id=value)
 
     def running_task_ids(self) -> list[str]:

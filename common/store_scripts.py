@@ -5,7 +5,7 @@ late or repeated write can never move a task out of a final state.
 """
 
 # KEYS: task, all tasks, user's tasks, backups, pending backups, backup->task, secret,
-#       running tasks, user's running tasks
+#       running tasks, user's running tasks, metrics
 # ARGV: quota, task id, start time, backup id, sealed password, secret ttl, user cap,
 #       then the row's field/value pairs
 CREATE_BACKUP_TASK = """
@@ -23,10 +23,11 @@ redis.call('SADD', KEYS[9], ARGV[2])
 redis.call('SADD', KEYS[5], ARGV[4])
 redis.call('SET', KEYS[6], ARGV[2])
 if ARGV[5] ~= '' then redis.call('SET', KEYS[7], ARGV[5], 'EX', ARGV[6]) end
+redis.call('HINCRBY', KEYS[10], (redis.call('HGET', KEYS[1], 'type') or 'task') .. ':started', 1)
 return {'created', ARGV[2]}
 """
 
-# KEYS: task, all tasks, user's tasks, running tasks, user's running tasks, secret
+# KEYS: task, all tasks, user's tasks, running tasks, user's running tasks, secret, metrics
 # ARGV: task id, start time, user cap ('' for none), sealed password, secret ttl, row pairs
 CREATE_TASK = """
 if ARGV[3] ~= '' then
@@ -39,6 +40,7 @@ redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
 redis.call('SADD', KEYS[4], ARGV[1])
 redis.call('SADD', KEYS[5], ARGV[1])
 if ARGV[4] ~= '' then redis.call('SET', KEYS[6], ARGV[4], 'EX', ARGV[5]) end
+redis.call('HINCRBY', KEYS[7], (redis.call('HGET', KEYS[1], 'type') or 'task') .. ':started', 1)
 return {'created', ARGV[1]}
 """
 

@@ -1,7 +1,8 @@
 """Counters of tasks kept in Redis, so every API and worker process adds to the same figures.
 
 One hash, `h4:metrics`: `<kind>:<state>` counts, `<kind>:seconds:<bucket>` a duration histogram,
-`backup:bytes` the bytes archived. Written after a task starts or ends; read by /metrics.
+`backup:bytes` the bytes archived. Starts are counted by the store's creation scripts, ends
+here; /metrics reads them.
 """
 
 from __future__ import annotations
@@ -11,10 +12,6 @@ import redis
 KEY = "h4:metrics"
 # Backup durations span a second to hours.
 DURATION_BUCKETS = (1, 5, 15, 60, 300, 900, 3600, 4 * 3600)
-
-
-def count_started(client: redis.Redis, kind: str) -> None:
-    client.hincrby(KEY, f"{kind}:started", 1)
 
 
 def count_finished(client: redis.Redis, kind: str, state: str, seconds: float,
