@@ -2,10 +2,12 @@
 
     python bench/make_dataset.py OUT_DIR --size 1GiB --text-ratio 0.5 --seed 1
 
-File sizes run from 1 KiB to 64 MiB, spread log-uniformly so that both many small files and a
-few large ones are present. About text-ratio of the bytes are log-like text (compressible, built
-from a generated vocabulary, never one repeated block); the rest are random (incompressible).
-The same seed always gives the same tree.
+File sizes run from 1 KiB to 64 MiB: half of the bytes are in small files (1 KiB to 1 MiB) and
+half in large ones (1 MiB to 64 MiB), each spread log-uniformly, so that 1 GiB makes about 3,500
+files, most of them small, as in a real configuration or home folder, and per-file costs show.
+About text-ratio of the bytes are log-like text (compressible, built from a generated
+vocabulary, never one repeated block); the rest are random (incompressible). The same seed
+always gives the same tree.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ import sys
 from pathlib import Path
 
 MIN_FILE = 1 << 10
+LARGE_FILE = 1 << 20
 MAX_FILE = 64 << 20
+SMALL_SHARE = 0.5  # of the bytes, in files under LARGE_FILE
 _CHUNK = 1 << 20
 _UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1 << 10, "m": 1000**2, "mb": 1000**2,
           "mib": 1 << 20, "g": 1000**3, "gb": 1000**3, "gib": 1 << 30}
@@ -56,13 +60,27 @@ class TextMaker:
 
 
 def file_sizes(rng: random.Random, total: int) -> list[int]:
-    low, high = math.log(MIN_FILE), math.log(MAX_FILE)
+    """Sizes adding up to total, in random order; the smallest and largest sizes appear when
+    there is room for them."""
+    small_budget = int(total * SMALL_SHARE)
+    large_budget = total - small_budget
+    ends = [size for size, budget in ((MAX_FILE, large_budget), (MIN_FILE, small_budget))
+            if size <= budget]
+    small = _draw(rng, MIN_FILE, LARGE_FILE, small_budget - (MIN_FILE in ends) * MIN_FILE)
+    large = _draw(rng, LARGE_FILE, MAX_FILE, large_budget - (MAX_FILE in ends) * MAX_FILE)
+    sizes = small + large
+    rng.shuffle(sizes)
+    return ends + sizes
+
+
+def _draw(rng: random.Random, low: int, high: int, budget: int) -> list[int]:
+    """Log-uniform sizes in [low, high] until budget bytes; the last one takes what is left."""
+    low_log, high_log = math.log(low), math.log(high)
     sizes: list[int] = []
-    remaining = total
-    while remaining > 0:
-        size = min(int(math.exp(rng.uniform(low, high))), remaining)
+    while budget > 0:
+        size = min(int(math.exp(rng.uniform(low_log, high_log))), budget)
         sizes.append(size)
-        remaining -= size
+        budget -= size
     return sizes
 
 

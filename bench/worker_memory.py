@@ -1,10 +1,13 @@
-"""Peak memory and throughput of one encrypted backup of a generated data set.
+"""Peak memory of a worker backing up, then restoring, 1 GiB and 4 GiB of files.
 
-    python bench/worker_memory.py --size 2GiB --limit-mib 400
+    .venv/bin/python -m bench.worker_memory --sizes 1GiB,4GiB --limit-mib 320
 
-The data set (bench/make_dataset.py) is made in this process, or reused if it is already there;
-the backup runs in a child process at the production work factor, so that the child's peak RSS
-is exactly the pipeline's. Exits non-zero when that peak is over the limit.
+For each size a data set is made (bench/make_dataset.py), then backed up and restored, each in
+a child process that first imports everything a worker process imports (`worker.tasks`:
+Celery, Redis, the settings) and then runs `run_backup` or `run_restore` as a task would, with
+a passphrase at the production scrypt work factor (18: 256 MiB for the key derivation alone).
+The child's peak RSS is the figure; it must not grow with the size of the sources. Exits
+non-zero when a peak is over the limit or a restore does not give back every file and byte.
 """
 
 from __future__ import annotations
@@ -13,113 +16,109 @@ import argparse
 import json
 import os
 import resource
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
-from make_dataset import make_dataset, parse_size  # noqa: E402
-
-PASSPHRASE = "benchmark passphrase"
+from bench import benchlib  # noqa: E402
 
 
-class CountingReporter:
-    def __init__(self) -> None:
-        self.warnings = 0
-
-    def progress(self, percent: int) -> None:
-        pass
-
-    def warning(self, error: object) -> None:
-        self.warnings += 1
-
-    def should_stop(self) -> bool:
-        return False
-
-
-def run_child(data_dir: Path, backup_dir: Path, work_factor: int, threads: int) -> None:
-    """The measured part: one run_backup, reported as one JSON line on stdout."""
+def child_backup(args: argparse.Namespace) -> dict:
     from worker.pipeline import BackupJob, run_backup
     from worker.sources import Source
 
-    job = BackupJob("bench", (Source("data", data_dir),), backup_dir, passphrase=PASSPHRASE,
-                    work_factor=work_factor, zstd_threads=threads)
-    reporter = CountingReporter()
-    started = time.monotonic()
-    outcome = run_backup(job, reporter)
-    print(json.dumps({"seconds": time.monotonic() - started, "size": outcome.size,
-                      "files": outcome.files, "source_bytes": outcome.source_bytes,
-                      "warnings": reporter.warnings}))
+    job = BackupJob("bench", (Source("data", args.tree),), args.out,
+                    passphrase=benchlib.PASSPHRASE, work_factor=args.work_factor)
+    seconds, outcome = benchlib.timed_result(lambda: run_backup(job, benchlib.QuietReporter()))
+    return {"seconds": seconds, "files": outcome.files, "bytes": outcome.source_bytes,
+            "stored": outcome.size, "hash": outcome.hash, "path": str(outcome.path)}
 
 
-def ensure_dataset(data_dir: Path, size: int, seed: int) -> None:
-    marker = data_dir / ".dataset.json"
-    wanted = {"size": size, "seed": seed, "text_ratio": 0.5}
-    if marker.exists() and json.loads(marker.read_text()) == wanted:
-        print(f"reusing data set {data_dir}")
-        return
-    shutil.rmtree(data_dir, ignore_errors=True)
-    started = time.monotonic()
-    files, total = make_dataset(data_dir / "tree", size, 0.5, seed)
-    marker.write_text(json.dumps(wanted))
-    print(f"made data set {data_dir}: {files} files, {total / (1 << 20):.0f} MiB "
-          f"in {time.monotonic() - started:.1f} s")
+def child_restore(args: argparse.Namespace) -> dict:
+    from worker.restore import RestoreJob, run_restore
+
+    job = RestoreJob("bench", args.backup_file, args.out, passphrase=benchlib.PASSPHRASE,
+                     max_work_factor=max(20, args.work_factor), expected_hash=args.hash)
+    seconds, outcome = benchlib.timed_result(lambda: run_restore(job, benchlib.QuietReporter()))
+    return {"seconds": seconds, "files": outcome.files, "bytes": outcome.bytes}
 
 
-def measure_backup(args: argparse.Namespace) -> tuple[dict, float]:
-    """Runs the child; returns its report and its peak RSS in MiB."""
-    with tempfile.TemporaryDirectory(prefix="h4backup-bench-out-") as backup_dir:
-        command = [sys.executable, __file__, "--child", "--data", str(args.data / "tree"),
-                   "--backup-dir", backup_dir, "--work-factor", str(args.work_factor),
-                   "--zstd-threads", str(args.zstd_threads)]
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        done = subprocess.run(command, check=True, capture_output=True, text=True, env=env)
-    # ru_maxrss is in KiB on Linux, and covers only children: this process is not counted.
-    peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return json.loads(done.stdout.strip().splitlines()[-1]), peak_mib
+def run_child(*arguments: str) -> tuple[dict, float]:
+    """One measured child; its report and its peak RSS in MiB."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, __file__, *arguments], check=True,
+                          capture_output=True, text=True, env=env)
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    return report, report["peak_kib"] / 1024
 
 
-def report(result: dict, peak_mib: float, limit_mib: float) -> bool:
-    mb_per_s = result["source_bytes"] / 1e6 / result["seconds"]
-    print(f"files: {result['files']}, source: {result['source_bytes'] / (1 << 20):.0f} MiB, "
-          f"backup: {result['size'] / (1 << 20):.0f} MiB, warnings: {result['warnings']}")
-    print(f"time: {result['seconds']:.1f} s, throughput: {mb_per_s:.0f} MB/s")
-    within = peak_mib <= limit_mib
-    print(f"peak RSS: {peak_mib:.0f} MiB (limit {limit_mib:.0f} MiB): "
-          f"{'under' if within else 'OVER'} the limit")
-    return within
+def measure_size(args: argparse.Namespace, size: int) -> list[tuple[str, ...]]:
+    args.size = size
+    rows = []
+    with benchlib.work_folder(args, "memory") as work:
+        # --data names a parent folder here: one data set per size below it.
+        folder = args.data / f"{size}-{args.seed}" if args.data else None
+        tree = benchlib.dataset(argparse.Namespace(**{**vars(args), "data": folder}), work)
+        (work / "backups").mkdir()
+        backup, peak = run_child("--child", "backup", "--tree", str(tree), "--out",
+                                 str(work / "backups"), "--work-factor", str(args.work_factor))
+        rows.append(_row("backup", size, backup, peak, args.limit_mib))
+        restored, peak = run_child("--child", "restore", "--backup-file", backup["path"],
+                                   "--hash", backup["hash"], "--out", str(work / "restores"),
+                                   "--work-factor", str(args.work_factor))
+        complete = (restored["files"], restored["bytes"]) == (backup["files"], backup["bytes"])
+        rows.append(_row("restore" if complete else "restore INCOMPLETE", size, restored,
+                         peak, args.limit_mib))
+    return rows
+
+
+def _row(what: str, size: int, result: dict, peak: float, limit: float) -> tuple[str, ...]:
+    return (what, f"{size / (1 << 30):.0f} GiB", str(result["files"]),
+            f"{result['bytes'] / benchlib.MB / result['seconds']:.0f}", f"{peak:.0f}",
+            "ok" if peak <= limit else "OVER")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", type=parse_size, default=parse_size("2GiB"))
-    parser.add_argument("--limit-mib", type=float, default=400)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--data", type=Path, help="data set folder (default under the temp dir)")
+    benchlib.common_arguments(parser, size=None)
+    parser.add_argument("--sizes", default="1GiB,4GiB", help="data set sizes (default 1GiB,4GiB); "
+                        "with --data, each is made in or reused from DATA/<bytes>-<seed>")
+    parser.add_argument("--limit-mib", type=float, default=320)
     parser.add_argument("--work-factor", type=int, default=18)
-    parser.add_argument("--zstd-threads", type=int, default=2)
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--backup-dir", type=Path, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.data is None:
-        args.data = Path(tempfile.gettempdir()) / f"h4backup-bench-{args.size}-{args.seed}"
-    return args
+    parser.add_argument("--child", choices=("backup", "restore"), help=argparse.SUPPRESS)
+    for hidden in ("--tree", "--out", "--backup-file"):
+        parser.add_argument(hidden, type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--hash", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def child_main(args: argparse.Namespace) -> int:
+    import worker.tasks  # noqa: F401 - a worker's whole import set, as in `h4backup worker`
+
+    report = child_backup(args) if args.child == "backup" else child_restore(args)
+    # ru_maxrss is in KiB on Linux: the largest this process ever was, all threads included.
+    report["peak_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps(report))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.child:
-        run_child(args.data, args.backup_dir, args.work_factor, args.zstd_threads)
-        return 0
-    ensure_dataset(args.data, args.size, args.seed)
-    result, peak_mib = measure_backup(args)
-    return 0 if report(result, peak_mib, args.limit_mib) else 1
+        return child_main(args)
+    print(benchlib.load_note())
+    started, rows = time.monotonic(), []
+    for size in (benchlib.parse_size(text) for text in args.sizes.split(",")):
+        rows += measure_size(args, size)
+    benchlib.print_table(rows, ("run", "sources", "files", "MB/s", "peak RSS MiB",
+                                f"<= {args.limit_mib:.0f} MiB"))
+    print(f"(scrypt work factor {args.work_factor}; {time.monotonic() - started:.0f} s)")
+    return 0 if all(row[-1] == "ok" and "INCOMPLETE" not in row[0] for row in rows) else 1
 
 
 if __name__ == "__main__":

@@ -9,16 +9,8 @@ A file that changes while it is read still yields a well-formed member of the si
 open time: a shrunk file is padded with zero bytes, a grown one cut at that size, and the task
 gets a FileChanged warning. A file that vanished or cannot be read is left out with a warning.
 
-The last member is `h4backup-manifest.jsonl`, one ASCII JSON object per line:
-
-    {"format": "h4backup-manifest", "version": 1, "backupId": "<id>",
-     "createdAt": <ms since epoch>, "sources": ["<name>", ...]}
-    {"path": "<member name>", "type": "file" | "dir" | "symlink", "size": <bytes stored>,
-     "mode": <permission bits>, "mtime": <seconds since epoch>,
-     "sha256": "<hex of the bytes stored>" (files only), "target": "<link target>" (symlinks)}
-
-It lists every member before it in archive order, so a verify or a restore can prove that an
-archive is complete and that every file's bytes are the ones read at backup time.
+The last member is the manifest (worker/manifest.py), listing every member before it with each
+file's SHA-256, so that a verify or a restore can prove the archive whole.
 """
 
 from __future__ import annotations
@@ -27,23 +19,28 @@ import errno
 import functools
 import grp
 import hashlib
-import json
 import os
 import pwd
 import stat
 import tarfile
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import suppress
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from typing import IO, BinaryIO
 
-from common.errors import BackupCorrupted, FileChanged, FileUnreadable, FileVanished, H4Error
+from common.errors import FileChanged, FileUnreadable, FileVanished, H4Error
+from worker.manifest import (  # noqa: F401 - the names readers of archives import from here
+    MANIFEST_FORMAT,
+    MANIFEST_NAME,
+    MANIFEST_VERSION,
+    ManifestEntry,
+    ManifestHeader,
+    encode_line,
+    header_line,
+    read_manifest,
+)
 from worker.sources import Entry
+from worker.tarstream import TarStream
 
-MANIFEST_NAME = "h4backup-manifest.jsonl"
-MANIFEST_FORMAT = "h4backup-manifest"
-MANIFEST_VERSION = 1
 COPY_SIZE = 1 << 20
 _MANIFEST_MEMORY = 1 << 20
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -53,24 +50,6 @@ WarningSink = Callable[[H4Error], None]
 
 def _nothing(*_args: object) -> None:
     pass
-
-
-@dataclass(frozen=True)
-class ManifestHeader:
-    backup_id: str
-    created_at: int
-    sources: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class ManifestEntry:
-    path: str
-    type: str
-    size: int
-    mode: int
-    mtime: int
-    sha256: str | None = None
-    target: str | None = None
 
 
 class GuardedReader:
@@ -90,43 +69,53 @@ class GuardedReader:
         self._on_read, self._checkpoint = on_read, checkpoint
 
     def read(self, n: int = -1) -> bytes:
-        self._checkpoint()
-        wanted = self._remaining if n < 0 else min(n, self._remaining)
-        data = self._read_source(wanted)
-        if len(data) < wanted:
-            self.shrank = True
-            data += bytes(wanted - len(data))
-        self._remaining -= wanted
-        self.sha256.update(data)
-        self._on_read(wanted)
-        return data
+        data = bytearray(self._remaining if n < 0 else min(n, self._remaining))
+        self._take(memoryview(data), self._read_into_by_read)
+        return bytes(data)
+
+    def readinto(self, target: memoryview) -> int:
+        """Fills target with the next bytes, as many as remain and at most its length."""
+        return self._take(target[:min(len(target), self._remaining)], self._raw.readinto)
 
     def grew(self) -> bool:
         """True if the file has bytes past the size it had when it was opened."""
-        return not (self.shrank or self.read_error) and self._read_source(1) != b""
+        return self._fill(memoryview(bytearray(1)), self._read_into_by_read) > 0
 
-    def _read_source(self, wanted: int) -> bytes:
+    def _take(self, view: memoryview, read_into: Callable[[memoryview], int | None]) -> int:
+        """Fills view: from the file as far as it goes, then with zeros; hashed, counted."""
+        self._checkpoint()
+        got = self._fill(view, read_into)
+        if got < len(view):
+            self.shrank = True
+            view[got:] = bytes(len(view) - got)
+        self._remaining -= len(view)
+        self.sha256.update(view)
+        self._on_read(len(view))
+        return len(view)
+
+    def _fill(self, view: memoryview, read_into: Callable[[memoryview], int | None]) -> int:
+        got = 0
         if self.shrank or self.read_error:
-            return b""
+            return got
         try:
-            return _read_up_to(self._raw, wanted)
+            while got < len(view) and (more := read_into(view[got:])):
+                got += more
         except OSError as error:
             self.read_error = error
-            return b""
+        return got
 
-
-def _read_up_to(raw: IO[bytes], wanted: int) -> bytes:
-    data = raw.read(wanted)
-    while data and len(data) < wanted:
-        more = raw.read(wanted - len(data))
-        if not more:
-            break
-        data += more
-    return data
+    def _read_into_by_read(self, view: memoryview) -> int:
+        # For raw files that only offer read().
+        data = self._raw.read(len(view))
+        view[:len(data)] = data
+        return len(data)
 
 
 class ArchiveWriter:
-    """Writes walk entries as a tar stream to a sink, then the manifest, then the tar end."""
+    """Writes walk entries as a tar stream to a sink, then the manifest, then the tar end.
+
+    The sink gets large writes of a buffer that is reused once each write returns.
+    """
 
     def __init__(
         self,
@@ -141,12 +130,10 @@ class ArchiveWriter:
         self.files = self.source_bytes = 0
         self._created_at = created_at
         self._on_warning, self._on_read, self._checkpoint = on_warning, on_read, checkpoint
-        # Both are closed by close() or abort(); the writer is itself a context manager.
-        self._tar = _open_tar_stream(sink)
+        self._tar = TarStream(sink, COPY_SIZE)
+        # Closed by close() or abort(); the writer is itself a context manager.
         self._manifest = tempfile.SpooledTemporaryFile(max_size=_MANIFEST_MEMORY)  # noqa: SIM115
-        self._write_line({"format": MANIFEST_FORMAT, "version": MANIFEST_VERSION,
-                          "backupId": backup_id, "createdAt": created_at,
-                          "sources": list(source_names)})
+        self._manifest.write(header_line(backup_id, created_at, list(source_names)))
 
     def __enter__(self) -> ArchiveWriter:
         return self
@@ -170,18 +157,17 @@ class ArchiveWriter:
 
     def close(self) -> None:
         """Appends the manifest and ends the tar stream; the sink itself stays open."""
-        info = _manifest_info(self._manifest.tell(), self._created_at)
+        self._tar.header(_manifest_info(self._manifest.tell(), self._created_at))
         self._manifest.seek(0)
-        self._tar.addfile(info, self._manifest)
-        self._tar.close()
+        while chunk := self._manifest.read(COPY_SIZE):
+            self._tar.write(chunk)
+        self._tar.pad()
+        self._tar.end()
         self._manifest.close()
 
     def abort(self) -> None:
         """Drops the manifest; whatever reached the sink is to be thrown away by the caller."""
         self._manifest.close()
-        # Closing marks tarfile's stream closed, so that its finaliser writes nothing later.
-        with suppress(Exception):
-            self._tar.close()
 
     def _add_symlink(self, entry: Entry) -> None:
         try:
@@ -194,8 +180,7 @@ class ArchiveWriter:
         self._add_plain(info, "symlink")
 
     def _add_plain(self, info: tarfile.TarInfo, kind: str) -> None:
-        self._tar.addfile(info)
-        self._forget_members()
+        self._tar.header(info)
         self._record(info, kind)
 
     def _add_file(self, entry: Entry) -> None:
@@ -220,17 +205,18 @@ class ArchiveWriter:
     ) -> tuple[tarfile.TarInfo, GuardedReader]:
         info = _tar_info(name, opened, tarfile.REGTYPE)
         info.size = opened.st_size
+        self._tar.header(info)
         reader = GuardedReader(raw, info.size, self._on_read, self._checkpoint)
-        self._tar.addfile(info, reader)
-        self._forget_members()
+        # Straight from the file into the stream's buffer: no copy on the way.
+        remaining = info.size
+        while remaining:
+            got = reader.readinto(self._tar.reserve(min(remaining, COPY_SIZE)))
+            self._tar.commit(got)
+            remaining -= got
+        self._tar.pad()
         self.files += 1
         self.source_bytes += info.size
         return info, reader
-
-    def _forget_members(self) -> None:
-        # tarfile keeps every TarInfo it wrote; for a stream that is never read back, that
-        # list would only grow with the number of files.
-        self._tar.members.clear()
 
     def _record(self, info: tarfile.TarInfo, kind: str, sha256: str | None = None) -> None:
         item: dict[str, object] = {"path": info.name, "type": kind, "size": info.size,
@@ -239,19 +225,7 @@ class ArchiveWriter:
             item["sha256"] = sha256
         if kind == "symlink":
             item["target"] = info.linkname
-        self._write_line(item)
-
-    def _write_line(self, item: dict[str, object]) -> None:
-        # ASCII JSON: names that are not valid UTF-8 survive as \\udcXX escapes.
-        line = json.dumps(item, ensure_ascii=True, separators=(",", ":"))
-        self._manifest.write(line.encode("ascii") + b"\n")
-
-
-def _open_tar_stream(sink: BinaryIO) -> tarfile.TarFile:
-    # Stream mode never seeks; big buffers keep tarfile's own copying cheap.
-    return tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT,
-                        bufsize=COPY_SIZE, copybufsize=COPY_SIZE,
-                        encoding="utf-8", errors="surrogateescape")
+        self._manifest.write(encode_line(item))
 
 
 def _access_warning(name: str, error: OSError) -> H4Error:
@@ -302,41 +276,3 @@ def _owner_names(uid: int, gid: int) -> tuple[str, str]:
     except KeyError:
         group = ""
     return user, group
-
-
-def read_manifest(fileobj: BinaryIO) -> tuple[ManifestHeader, Iterator[ManifestEntry]]:
-    """Parses a manifest; entries are read lazily, so huge manifests stay out of memory."""
-    header = _parse_line(fileobj.readline(), 1)
-    if header.get("format") != MANIFEST_FORMAT or header.get("version") != MANIFEST_VERSION:
-        raise BackupCorrupted("manifest header is not an h4backup manifest version 1")
-    try:
-        parsed = ManifestHeader(str(header["backupId"]), int(header["createdAt"]),
-                                tuple(str(name) for name in header["sources"]))
-    except (KeyError, TypeError, ValueError) as error:
-        raise BackupCorrupted(f"manifest header: {error}") from error
-    return parsed, _parse_entries(fileobj)
-
-
-def _parse_entries(fileobj: BinaryIO) -> Iterator[ManifestEntry]:
-    for line_number, line in enumerate(fileobj, start=2):
-        if line.strip():
-            yield _entry_from(_parse_line(line, line_number), line_number)
-
-
-def _entry_from(item: dict, line_number: int) -> ManifestEntry:
-    try:
-        return ManifestEntry(str(item["path"]), str(item["type"]), int(item["size"]),
-                             int(item["mode"]), int(item["mtime"]),
-                             item.get("sha256"), item.get("target"))
-    except (KeyError, TypeError, ValueError) as error:
-        raise BackupCorrupted(f"manifest line {line_number}: {error}") from error
-
-
-def _parse_line(line: bytes, line_number: int) -> dict:
-    try:
-        item = json.loads(line)
-    except ValueError as error:
-        raise BackupCorrupted(f"manifest line {line_number}: {error}") from error
-    if not isinstance(item, dict):
-        raise BackupCorrupted(f"manifest line {line_number}: not a JSON object")
-    return item

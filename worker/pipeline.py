@@ -3,17 +3,16 @@
 Plain Python, free of Celery and Redis, so that it can be tested and benchmarked alone; the task
 that runs it passes a Reporter for progress, warnings and the stop flag.
 
-Reading and compressing run on the calling thread (zstd adds its own worker threads); the
-encryption, the SHA-512 and the disk writes run on a second thread fed through a small bounded
-queue, so both halves work at once while at most a few MiB are in flight between them.
+Reading, the files' SHA-256 and feeding zstd run on the calling thread, and zstd compresses on
+its own worker threads; the encryption, the SHA-512 and the disk writes each run on a thread of
+their own, fed through small bounded queues (worker/handoff.py). All of these release the GIL
+on large buffers (except the encryption, which is the smallest part), so every core is kept
+busy while only a few MiB are in flight between the stages.
 """
 
 from __future__ import annotations
 
-import queue
-import threading
 import time
-from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -24,14 +23,16 @@ from common.errors import H4Error, TaskCanceled
 from common.tasks import backup_file_name
 from worker.age import AgeWriter
 from worker.archive import COPY_SIZE, ArchiveWriter
+from worker.handoff import Consumer
 from worker.hashing import BinarySink, HashingWriter
 from worker.progress import ProgressThrottle
 from worker.sources import Source, measure, walk
 from worker.storage import AtomicFile
 
-_CHUNKS_IN_FLIGHT = 4
+# About 1 MiB each, per stage: enough to ride out a pause on either side of a handoff, small
+# next to scrypt's peak.
+_CHUNKS_IN_FLIGHT = 8
 _STOP_CHECK_INTERVAL = 0.1
-_END = b""  # write() never queues empty chunks, so an empty one can end the stream
 
 
 @dataclass(frozen=True)
@@ -84,9 +85,10 @@ def run_backup(job: BackupJob, reporter: Reporter) -> BackupOutcome:
     watch = _Watch(reporter, ProgressThrottle(total_bytes, reporter.progress))
     generated_on = time.time_ns() // 1_000_000
     path = job.backup_dir / backup_file_name(job.backup_id, job.encrypted)
-    with AtomicFile(path) as stored:
-        hasher = HashingWriter(stored)
-        archive = _write_encrypted(job, exclude, hasher, watch, generated_on)
+    with AtomicFile(path) as stored, _BackgroundWriter(stored, "backup-disk", True) as disk:
+        hasher = HashingWriter(disk)
+        with _BackgroundWriter(hasher, "backup-hash", True) as hashing:
+            archive = _write_encrypted(job, exclude, hashing, watch, generated_on)
     watch.throttle.finish()
     return BackupOutcome(job.backup_id, path, hasher.size, hasher.formatted(),
                          archive.files, archive.source_bytes, generated_on)
@@ -114,13 +116,13 @@ class _Watch:
 
 
 def _write_encrypted(
-    job: BackupJob, exclude: tuple[Path, ...], sink: HashingWriter, watch: _Watch,
+    job: BackupJob, exclude: tuple[Path, ...], sink: BinarySink, watch: _Watch,
     generated_on: int,
 ) -> ArchiveWriter:
     # The key derivation (hundreds of MiB for scrypt) runs before the compressor exists, so
     # that the two memory peaks never add up.
     encryptor = _open_encryption(job, sink)
-    with _BackgroundWriter(encryptor or sink) as pipe:
+    with _BackgroundWriter(encryptor or sink, "backup-writer") as pipe:
         archive = _write_compressed(job, exclude, pipe, watch, generated_on)
     if encryptor is not None:
         encryptor.close()
@@ -154,58 +156,24 @@ def _write_compressed(
 
 
 class _BackgroundWriter:
-    """A write-only file whose bytes reach the sink on another thread, in order."""
+    """A write-only file whose bytes reach the sink on another thread, in order.
 
-    def __init__(self, sink: BinarySink) -> None:
-        self._sink = sink
-        self._queue: queue.Queue[bytes] = queue.Queue(maxsize=_CHUNKS_IN_FLIGHT)
-        self._failure: BaseException | None = None
-        self._stopping = False
-        self._thread = threading.Thread(target=self._drain, name="backup-writer", daemon=True)
+    Unless the writer hands over buffers it never touches again (owned), each write is
+    copied first, since the caller may reuse its buffer as soon as write returns.
+    """
+
+    def __init__(self, sink: BinarySink, name: str, owned: bool = False) -> None:
+        self._writes: Consumer[bytes] = Consumer(sink.write, name, _CHUNKS_IN_FLIGHT)
+        self._owned = owned
 
     def __enter__(self) -> _BackgroundWriter:
-        self._thread.start()
+        self._writes.__enter__()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, *_rest: object) -> None:
-        if exc_type is not None:
-            self._abandon()
-            return
-        self._put(_END)
-        self._thread.join()
-        self._raise_failure()
+    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
+        self._writes.__exit__(exc_type, *rest)
 
     def write(self, data: bytes) -> int:
         if data:
-            self._put(bytes(data))
+            self._writes.put(data if self._owned else bytes(data))
         return len(data)
-
-    def _put(self, item: bytes) -> None:
-        # A timeout rather than a plain put: a writer thread that died must not leave this
-        # thread waiting forever on a full queue.
-        while True:
-            self._raise_failure()
-            try:
-                self._queue.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
-    def _raise_failure(self) -> None:
-        if self._failure is not None:
-            raise self._failure
-
-    def _abandon(self) -> None:
-        self._stopping = True
-        with suppress(queue.Empty):
-            while True:
-                self._queue.get_nowait()
-        self._queue.put_nowait(_END)
-        self._thread.join()
-
-    def _drain(self) -> None:
-        try:
-            while (chunk := self._queue.get()) and not self._stopping:
-                self._sink.write(chunk)
-        except BaseException as error:  # handed to the producing thread, which raises it
-            self._failure = error
