@@ -43,7 +43,7 @@ class BackupJob:
     passphrase: str | None = None  # None and no recipients: a plain .tar.zst
     recipients: tuple[str, ...] = ()  # age X25519 public keys
     exclude: tuple[Path, ...] = ()
-    zstd_level: int = 3
+    zstd_level: int = 1
     zstd_threads: int = 2
     work_factor: int = 18
 
