@@ -31,11 +31,14 @@ def _json_logging(level: str) -> dict:
     handler = {"class": "logging.StreamHandler", "formatter": "json",
                "stream": "ext://sys.stderr"}
     quiet = {"level": level, "handlers": ["console"], "propagate": False}
+    # The app logs each request itself, with operationID and user; gunicorn's own access
+    # line would only repeat it.
+    silent = {"level": "CRITICAL", "handlers": [], "propagate": False}
     return {"version": 1, "disable_existing_loggers": False,
             "formatters": {"json": {"()": "common.logs.JsonFormatter", "component": "api"}},
             "handlers": {"console": handler},
             "root": {"level": level, "handlers": ["console"]},
-            "loggers": {"gunicorn.error": quiet, "gunicorn.access": quiet}}
+            "loggers": {"gunicorn.error": quiet, "gunicorn.access": silent}}
 
 
 def _child_exit(_server, worker) -> None:
