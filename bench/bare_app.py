@@ -9,9 +9,16 @@ Redis, schemas, the task row, the Celery message) shows as the gap to this endpo
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 from flask import Flask
-from gunicorn.app.base import BaseApplication
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from cli.gunicorn_app import GunicornServer, serving_options  # noqa: E402
 
 app = Flask("bare")
 
@@ -21,25 +28,9 @@ def ping() -> dict[str, object]:
     return {"status": "ok", "version": "4.5", "items": [1, 2, 3]}
 
 
-class BareServer(BaseApplication):
-    def __init__(self, options: dict[str, object]) -> None:
-        self.options = options
-        super().__init__()
-
-    def load_config(self) -> None:
-        for key, value in self.options.items():
-            self.cfg.set(key, value)
-
-    def load(self) -> Flask:
-        return app
-
-
 def gunicorn_options(port: int, workers: int) -> dict[str, object]:
-    """The values cli/gunicorn_app.py runs the API with, so only the application differs."""
-    return {"bind": f"127.0.0.1:{port}", "workers": max(1, workers), "worker_class": "gthread",
-            "threads": 8, "timeout": 120, "limit_request_line": 8190,
-            "limit_request_field_size": 32768, "graceful_timeout": 30, "accesslog": None,
-            "loglevel": "warning", "control_socket_disable": True}
+    """The API's own serving options, so only the application differs."""
+    return {**serving_options(f"127.0.0.1:{port}", workers), "loglevel": "warning"}
 
 
 def main() -> None:
@@ -48,7 +39,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
-    BareServer(gunicorn_options(args.port, args.workers)).run()
+    GunicornServer(gunicorn_options(args.port, args.workers), lambda: app).run()
 
 
 if __name__ == "__main__":

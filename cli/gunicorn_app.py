@@ -5,15 +5,19 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
+from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
 from common.config import Settings
 
 
-class _ApiServer(BaseApplication):
-    def __init__(self, options: dict[str, object]) -> None:
-        self.options = options
+class GunicornServer(BaseApplication):
+    """gunicorn configured from a dict, serving what `load` returns (imported in the workers)."""
+
+    def __init__(self, options: dict[str, object], load: Callable[[], Any]) -> None:
+        self.options, self._load = options, load
         super().__init__()
 
     def load_config(self) -> None:
@@ -21,9 +25,32 @@ class _ApiServer(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self):
-        from api.wsgi import app
+        return self._load()
 
-        return app
+
+def serving_options(bind: str, workers: int) -> dict[str, object]:
+    """How the API is served; the throughput benchmark serves its yardstick the same way."""
+    return {
+        "bind": bind,
+        "workers": max(1, workers),
+        "worker_class": "gthread",
+        "threads": 8,
+        "timeout": 120,
+        # Let over-long ids and tokens reach the app, which answers them with an ApiError;
+        # gunicorn would answer with plain text itself.
+        "limit_request_line": 8190,
+        "limit_request_field_size": 32768,
+        "graceful_timeout": 30,
+        "accesslog": None,
+        # One control socket per user home would be shared by every API on the machine.
+        "control_socket_disable": True,
+    }
+
+
+def _wsgi_app():
+    from api.wsgi import app
+
+    return app
 
 
 def _json_logging(level: str) -> dict:
@@ -68,21 +95,9 @@ def run_api(settings: Settings, workers: int) -> int:
 
 
 def _serve(settings: Settings, host: str, workers: int) -> None:
-    _ApiServer({
-        "bind": f"{host}:{settings.port}",
-        "workers": max(1, workers),
-        "worker_class": "gthread",
-        "threads": 8,
-        "timeout": 120,
-        # Let over-long ids and tokens reach the app, which answers them with an ApiError;
-        # gunicorn would answer with plain text itself.
-        "limit_request_line": 8190,
-        "limit_request_field_size": 32768,
-        "graceful_timeout": 30,
-        "accesslog": None,
+    GunicornServer({
+        **serving_options(f"{host}:{settings.port}", workers),
         "loglevel": settings.log_level.lower(),
         "logconfig_dict": _json_logging(settings.log_level),
-        # One control socket per user home would be shared by every API on the machine.
-        "control_socket_disable": True,
         "child_exit": _child_exit,
-    }).run()
+    }, _wsgi_app).run()
