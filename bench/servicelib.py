@@ -10,7 +10,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -24,7 +23,13 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.integration.harness import VENDOR_JSON, RedisServer, Service, wait_until  # noqa: E402
+from tests.integration.harness import (  # noqa: E402
+    VENDOR_JSON,
+    RedisServer,
+    Service,
+    port_open,
+    wait_until,
+)
 
 ACCEPT = f"{VENDOR_JSON};charset=UTF-8"
 # The highest H4_BACKUP_QUOTA and H4_USER_TASK_CAP accept: no benchmark comes near it.
@@ -48,14 +53,6 @@ def interrupt_on_signals() -> None:
 
 def _interrupt(_number: int, _frame: object) -> None:
     raise KeyboardInterrupt
-
-
-def port_open(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-        return True
-    except OSError:
-        return False
 
 
 def machine_note() -> str:

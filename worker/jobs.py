@@ -13,7 +13,8 @@ from typing import Any
 from common.errors import BackupNotFound, GeneralServerFailure
 from common.tasks import backup_file_name
 from worker.context import WorkerContext
-from worker.pipeline import BackupJob, Reporter, run_backup
+from worker.pipeline import BackupJob, run_backup
+from worker.progress import Reporter
 from worker.restore import RestoreJob, run_restore
 from worker.retry import patiently
 from worker.sources import Source

@@ -15,24 +15,21 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import zstandard
 
-from common.errors import H4Error, TaskCanceled
 from common.tasks import backup_file_name
 from worker.age import AgeWriter
 from worker.archive import COPY_SIZE, ArchiveWriter
 from worker.handoff import Consumer
 from worker.hashing import BinarySink, HashingWriter
-from worker.progress import ProgressThrottle
+from worker.progress import Reporter, Watch
 from worker.sources import Source, measure, walk
 from worker.storage import AtomicFile
 
 # About 1 MiB each, per stage: enough to ride out a pause on either side of a handoff, small
 # next to scrypt's peak.
 _CHUNKS_IN_FLIGHT = 8
-_STOP_CHECK_INTERVAL = 0.1
 
 
 @dataclass(frozen=True)
@@ -70,53 +67,24 @@ class BackupOutcome:
     generated_on: int  # ms since the epoch
 
 
-class Reporter(Protocol):
-    def progress(self, percent: int) -> None: ...
-
-    def warning(self, error: H4Error) -> None: ...
-
-    def should_stop(self) -> bool: ...
-
-
 def run_backup(job: BackupJob, reporter: Reporter) -> BackupOutcome:
     """Writes the backup file of job; it exists under its final name only if this returns."""
     exclude = (*job.exclude, job.backup_dir)
     _, total_bytes = measure(job.sources, exclude)
-    watch = _Watch(reporter, ProgressThrottle(total_bytes, reporter.progress))
+    watch = Watch(reporter, total_bytes)
     generated_on = time.time_ns() // 1_000_000
     path = job.backup_dir / backup_file_name(job.backup_id, job.encrypted)
     with AtomicFile(path) as stored, _BackgroundWriter(stored, "backup-disk", True) as disk:
         hasher = HashingWriter(disk)
         with _BackgroundWriter(hasher, "backup-hash", True) as hashing:
             archive = _write_encrypted(job, exclude, hashing, watch, generated_on)
-    watch.throttle.finish()
+    watch.finish()
     return BackupOutcome(job.backup_id, path, hasher.size, hasher.formatted(),
                          archive.files, archive.source_bytes, generated_on)
 
 
-class _Watch:
-    """Progress and cancellation, as seen from inside the archive loop."""
-
-    def __init__(self, reporter: Reporter, throttle: ProgressThrottle) -> None:
-        self.reporter, self.throttle = reporter, throttle
-        self._last_check = float("-inf")
-
-    def on_read(self, n_bytes: int) -> None:
-        self.throttle.advance(n_bytes)
-
-    def checkpoint(self) -> None:
-        # Called between files and for every MiB read; a tree of tiny files would otherwise
-        # ask the task row whether to stop thousands of times a second.
-        now = time.monotonic()
-        if now - self._last_check < _STOP_CHECK_INTERVAL:
-            return
-        self._last_check = now
-        if self.reporter.should_stop():
-            raise TaskCanceled()
-
-
 def _write_encrypted(
-    job: BackupJob, exclude: tuple[Path, ...], sink: BinarySink, watch: _Watch,
+    job: BackupJob, exclude: tuple[Path, ...], sink: BinarySink, watch: Watch,
     generated_on: int,
 ) -> ArchiveWriter:
     # The key derivation (hundreds of MiB for scrypt) runs before the compressor exists, so
@@ -138,7 +106,7 @@ def _open_encryption(job: BackupJob, sink: BinarySink) -> AgeWriter | None:
 
 
 def _write_compressed(
-    job: BackupJob, exclude: tuple[Path, ...], sink: BinarySink, watch: _Watch,
+    job: BackupJob, exclude: tuple[Path, ...], sink: BinarySink, watch: Watch,
     generated_on: int,
 ) -> ArchiveWriter:
     compressor = zstandard.ZstdCompressor(
@@ -147,7 +115,7 @@ def _write_compressed(
     warn = watch.reporter.warning
     names = [source.name for source in job.sources]
     with ArchiveWriter(compressor, job.backup_id, names, generated_on, warn,
-                       watch.on_read, watch.checkpoint) as archive:
+                       watch.advance, watch.checkpoint) as archive:
         for entry in walk(job.sources, exclude, warn):
             archive.add(entry)
     # Only on success: closing ends the zstd frame, which a failed backup must not get.

@@ -9,8 +9,22 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from typing import Protocol
+
+from common.errors import H4Error, TaskCanceled
 
 _CEILING_BEFORE_SUCCESS = 99
+_STOP_CHECK_INTERVAL = 0.1
+
+
+class Reporter(Protocol):
+    """A task's window on its row: progress, warnings and whether to stop."""
+
+    def progress(self, percent: int) -> None: ...
+
+    def warning(self, error: H4Error) -> None: ...
+
+    def should_stop(self) -> bool: ...
 
 
 class ProgressThrottle:
@@ -56,3 +70,28 @@ class ProgressThrottle:
     def finish(self) -> None:
         """Marks success; reports nothing, since the final 100 comes with the stored result."""
         self.finished = True
+
+
+class Watch:
+    """Progress by bytes, and the stop flag asked at most ten times a second."""
+
+    def __init__(self, reporter: Reporter, total_bytes: int) -> None:
+        self.reporter = reporter
+        self._throttle = ProgressThrottle(total_bytes, reporter.progress)
+        self._last_check = float("-inf")
+
+    def advance(self, n_bytes: int) -> None:
+        self._throttle.advance(n_bytes)
+
+    def checkpoint(self) -> None:
+        # Between files (or members) and for every MiB: a tree of tiny files would otherwise
+        # ask the task row whether to stop thousands of times a second.
+        now = time.monotonic()
+        if now - self._last_check < _STOP_CHECK_INTERVAL:
+            return
+        self._last_check = now
+        if self.reporter.should_stop():
+            raise TaskCanceled()
+
+    def finish(self) -> None:
+        self._throttle.finish()

@@ -31,7 +31,7 @@ from pathlib import Path
 from common.errors import InsufficientStorage, StorageFailure, UnsafeArchiveMember
 from worker.directio import DirectWriter, aligned_buffer
 from worker.handoff import Consumer
-from worker.pipeline import Reporter
+from worker.progress import Reporter
 from worker.verify import (
     ArchiveScan,
     StoredFile,

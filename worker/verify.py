@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,21 +22,18 @@ from common.errors import (
     BackupCorrupted,
     BackupNotFound,
     StorageFailure,
-    TaskCanceled,
     WrongPassword,
 )
 from worker.archive import COPY_SIZE
 from worker.hashing import format_sha512
 from worker.members import check_link_target, safe_parts
-from worker.pipeline import Reporter
-from worker.progress import ProgressThrottle
+from worker.progress import Reporter, Watch
 from worker.unpack import AGE_MAGIC, ArchiveScan, backup_errors, open_archive
 
 __all__ = ["AGE_MAGIC", "ArchiveScan", "StoredFile", "backup_errors", "check_link_target",
            "open_archive", "open_stored", "run_verify", "safe_parts"]
 
 HASH_MISMATCH = "stored bytes do not match the catalogue hash"
-_STOP_CHECK_INTERVAL = 0.1
 
 
 @dataclass(frozen=True)
@@ -87,31 +83,6 @@ def _check_content(job: VerifyJob, stored: StoredFile) -> ArchiveScan:
 
 def _discard(_block: bytes) -> None:
     pass
-
-
-class Watch:
-    """Progress by stored bytes read, and the stop flag, asked at most a few times a second."""
-
-    def __init__(self, reporter: Reporter, total_bytes: int) -> None:
-        self._reporter = reporter
-        self._throttle = ProgressThrottle(total_bytes, reporter.progress)
-        self._last_check = float("-inf")
-
-    def advance(self, n_bytes: int) -> None:
-        self._throttle.advance(n_bytes)
-
-    def checkpoint(self) -> None:
-        # Between members and for every MiB; a tree of tiny files would otherwise ask the
-        # task row whether to stop thousands of times a second.
-        now = time.monotonic()
-        if now - self._last_check < _STOP_CHECK_INTERVAL:
-            return
-        self._last_check = now
-        if self._reporter.should_stop():
-            raise TaskCanceled()
-
-    def finish(self) -> None:
-        self._throttle.finish()
 
 
 class StoredFile:

@@ -38,7 +38,7 @@ def wait_until(condition, seconds: float, what: str, interval: float = 0.05):
     raise AssertionError(f"timed out after {seconds} s waiting for {what}")
 
 
-def _port_open(port: int) -> bool:
+def port_open(port: int) -> bool:
     try:
         socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
         return True
@@ -66,7 +66,7 @@ class RedisServer:
              "--save", "", "--appendonly", "yes" if self.appendonly else "no",
              "--maxmemory-policy", "noeviction", "--logfile", str(self.folder / "redis.log")],
             stdout=subprocess.DEVNULL)
-        wait_until(lambda: _port_open(self.port), 15, "redis-server")
+        wait_until(lambda: port_open(self.port), 15, "redis-server")
         return self
 
     def stop(self) -> None:
@@ -140,7 +140,7 @@ class Service:
             self.start_worker()
         if beat:
             self.beat = self._spawn("beat", "beat")
-        wait_until(lambda: _port_open(self.port) or self._died(), 30, "the API port")
+        wait_until(lambda: port_open(self.port) or self._died(), 30, "the API port")
         assert not self._died(), self.logs()
         wait_until(self.workers_ready, 60, "the workers to consume")
         return self

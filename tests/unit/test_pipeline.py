@@ -13,7 +13,7 @@ from common.errors import FileSkipped, InsufficientStorage, SourceUnavailable, T
 from common.tasks import backup_file_name
 from tests.tools import require_tool
 from tests.unit.test_archive import sample_tree, tree_contents
-from worker import pipeline, storage
+from worker import progress, storage
 from worker.age import AgeReader, generate_x25519_identity
 from worker.archive import MANIFEST_NAME
 from worker.hashing import HashingWriter, format_sha512, sha512_of_file
@@ -155,7 +155,7 @@ def test_stop_before_the_first_file_cancels_and_leaves_nothing(source, backup_di
 
 
 def test_stop_midway_cancels_and_leaves_nothing(source, backup_dir, monkeypatch) -> None:
-    monkeypatch.setattr(pipeline, "_STOP_CHECK_INTERVAL", 0)
+    monkeypatch.setattr(progress, "_STOP_CHECK_INTERVAL", 0)
     with pytest.raises(TaskCanceled):
         run_backup(job_for(source, backup_dir, passphrase=PASSPHRASE),
                    RecordingReporter(stop_after_checks=8))

@@ -18,7 +18,7 @@ from common.errors import (
     UnsafeArchiveMember,
     WrongPassword,
 )
-from worker import restore, verify
+from worker import progress, restore, verify
 from worker.age import encrypt_bytes, generate_x25519_identity
 from worker.archive import MANIFEST_NAME
 from worker.pipeline import BackupJob, run_backup
@@ -299,7 +299,7 @@ class StopOnceFilesAreWritten(RecordingReporter):
 
 def test_stop_request_in_the_middle_removes_what_was_written(encrypted, restore_root,
                                                              monkeypatch):
-    monkeypatch.setattr(verify, "_STOP_CHECK_INTERVAL", 0)
+    monkeypatch.setattr(progress, "_STOP_CHECK_INTERVAL", 0)
     with pytest.raises(TaskCanceled):
         run_restore(restore_job(encrypted.path, restore_root),
                     StopOnceFilesAreWritten(restore_root))
