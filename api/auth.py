@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 from dataclasses import dataclass
 from functools import wraps
+from typing import Any
 
 from flask import current_app, g, request
 
@@ -30,23 +31,33 @@ class Caller:
 def current_caller() -> Caller:
     """The authenticated caller; raises NotAuthenticated without a live session."""
     if "caller" not in g:
-        g.caller = _load_caller()
+        g.caller, _ = _authenticate(None)
     return g.caller
 
 
-def _load_caller() -> Caller:
+def caller_and_task(task_id: str) -> tuple[Caller, dict[str, Any] | None]:
+    """current_caller and a task row, read together in one round trip when the request has
+    not authenticated yet: the task poll is the call clients make most."""
+    if "caller" in g:
+        return g.caller, current_app.extensions["h4"].store.get_task(task_id)
+    g.caller, task = _authenticate(task_id)
+    return g.caller, task
+
+
+def _authenticate(task_id: str | None) -> tuple[Caller, dict[str, Any] | None]:
     token = request.headers.get(TOKEN_HEADER, "")
     if not token or len(token) > 512:
         raise NotAuthenticated()
     digest = token_digest(token)
     services = current_app.extensions["h4"]
-    session = services.store.touch_session(digest, services.settings.session_idle_seconds)
+    session, task = services.store.touch_session_and_get_task(
+        digest, services.settings.session_idle_seconds, task_id)
     # The lookup is by digest already; compare once more in constant time so no code path
     # depends on how much of a token matched.
     if not session or not hmac.compare_digest(session["digest"], digest):
         raise NotAuthenticated()
     logs.bind(user=session["user"])
-    return Caller(session["user"], tuple(session["roles"]), digest)
+    return Caller(session["user"], tuple(session["roles"]), digest), task
 
 
 def login_required(view):

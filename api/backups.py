@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import uuid
 
 from flask import current_app, g, url_for
@@ -21,13 +20,13 @@ from api.schemas import (
     NewBackupRequestSchema,
 )
 from common import tasks
-from common.errors import BackupQuotaExceeded, BadUserInput, ServiceUnavailable, TooManyTasks
+from common.celery_app import TaskMessage
+from common.errors import BackupQuotaExceeded, BadUserInput, TooManyTasks
 from common.store import Created
 
 FILE_RESPONSE = {"description": "The backup file (byte ranges supported)."}
 BINARY = {"type": "string", "format": "binary"}
 
-log = logging.getLogger("h4backup.api")
 
 blp = Blueprint("backups", __name__, url_prefix="/backups",
                 description="Generate, list and download backups.")
@@ -45,7 +44,7 @@ def _check_password(password: str | None) -> str | None:
 
 
 def start_backup(backup_id: str, body: dict):
-    """Write the task row (counting it against the quota), then send the message."""
+    """Write the task row, counted against the quota, together with its message."""
     services = current_app.extensions["h4"]
     caller = current_caller()
     password, recipients = _check_password(body.get("password")), body.get("recipients")
@@ -55,33 +54,25 @@ def start_backup(backup_id: str, body: dict):
     row["recipients"] = recipients or []
     sealed = (services.sealer.seal(json.dumps({"password": password}), row["id"])
               if password else None)
-    created = reserve_backup(services, row, backup_id, sealed)
+    created = reserve_backup(services, row, backup_id, sealed,
+                             services.dispatcher.message(tasks.GENERATE_BACKUP, row["id"]))
     if created.outcome != "created":  # a repeated client-chosen id: that backup's own task
         return services.store.get_task(created.task_id), 202, location(created.task_id)
-    dispatch(services, row["id"])
     return row, 202, location(row["id"])
 
 
-def reserve_backup(services, row: dict, backup_id: str, sealed: str | None) -> Created:
-    """Write a task row that will store a backup, within the quota and the user's task cap."""
+def reserve_backup(services, row: dict, backup_id: str, sealed: str | None,
+                   message: TaskMessage | None = None) -> Created:
+    """Write a task row that will store a backup, within the quota and the user's task cap;
+    its message, when it has one, is queued in the same step."""
     created = services.store.create_backup_task(
         row, backup_id, services.settings.backup_quota, sealed, tasks.SECRET_TTL_SECONDS,
-        services.settings.user_task_cap)
+        services.settings.user_task_cap, message)
     if created.outcome == "quota":
         raise BackupQuotaExceeded(services.settings.backup_quota, created.count)
     if created.outcome == "user_busy":
         raise TooManyTasks(row["user"], created.count)
     return created
-
-
-def dispatch(services, task_id: str, task_name: str = tasks.GENERATE_BACKUP) -> None:
-    try:
-        services.dispatcher.send(task_name, task_id)
-    except Exception as exc:  # any broker failure: the accepted row must not stay RUNNING
-        log.error("could not queue task %s: %s", task_id, type(exc).__name__)
-        error = ServiceUnavailable("the task queue is not reachable")
-        services.store.fail(task_id, error.to_api_error())
-        raise error from None
 
 
 @blp.route("")

@@ -1,10 +1,10 @@
-"""Sends Celery messages for tasks whose rows are already written. Messages carry ids only."""
+"""The Celery messages the API queues: task ids only, pushed by the store with the task row."""
 
 from __future__ import annotations
 
 from celery import Celery
 
-from common.celery_app import CONTROL_QUEUE
+from common.celery_app import TaskMessage, task_message
 from common.tasks import HEALTH_PING
 
 
@@ -12,10 +12,10 @@ class CeleryDispatcher:
     def __init__(self, celery_app: Celery) -> None:
         self.celery = celery_app
 
-    def send(self, task_name: str, task_id: str) -> None:
+    def message(self, task_name: str, task_id: str) -> TaskMessage:
         # The Celery task id is the API task id, so Flower and the API show the same id.
-        self.celery.send_task(task_name, args=[task_id], task_id=task_id)
+        return task_message(self.celery, task_name, [task_id], task_id=task_id)
 
-    def ping(self, nonce: str, expires: float) -> None:
+    def ping_message(self, nonce: str, expires: float) -> TaskMessage:
         # An unanswered ping expires instead of waiting in the queue for a worker to return.
-        self.celery.send_task(HEALTH_PING, args=[nonce], queue=CONTROL_QUEUE, expires=expires)
+        return task_message(self.celery, HEALTH_PING, [nonce], expires=expires)

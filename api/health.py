@@ -34,7 +34,7 @@ def _redis_health(store) -> dict:
 def _worker_health(services) -> dict:
     nonce = str(uuid.uuid4())
     started = time.monotonic()
-    services.dispatcher.ping(nonce, expires=PING_DEADLINE_SECONDS)
+    services.store.enqueue(services.dispatcher.ping_message(nonce, PING_DEADLINE_SECONDS))
     while time.monotonic() - started < PING_DEADLINE_SECONDS:
         holder = services.store.pong(nonce)
         if holder:

@@ -13,7 +13,7 @@ from flask.views import MethodView
 
 from api import files
 from api.auth import admin_required, current_caller
-from api.backups import dispatch, location, reserve_backup
+from api.backups import location, reserve_backup
 from api.blueprint import Blueprint
 from api.media import RESPONSE_TYPE
 from api.schemas import ApiTaskSchema, ImportQuerySchema, OpenBackupRequestSchema
@@ -46,11 +46,11 @@ def start_worker_task(kind: str, backup_id: str, secret: dict[str, str]):
     row["backupId"] = backup_id
     secret = {k: v for k, v in secret.items() if v}
     sealed = services.sealer.seal(json.dumps(secret), row["id"]) if secret else None
+    message = services.dispatcher.message(tasks.CELERY_TASK_FOR[kind], row["id"])
     created = services.store.create_task(row, services.settings.user_task_cap, sealed,
-                                         tasks.SECRET_TTL_SECONDS)
+                                         tasks.SECRET_TTL_SECONDS, message)
     if created.outcome == "user_busy":
         raise TooManyTasks(row["user"], created.count)
-    dispatch(services, row["id"], tasks.CELERY_TASK_FOR[kind])
     return services.store.get_task(row["id"]), 202, location(row["id"])
 
 

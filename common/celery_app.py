@@ -7,6 +7,11 @@ message from running a task twice at once. Messages are JSON and carry task ids 
 
 from __future__ import annotations
 
+import base64
+import json
+import uuid
+from dataclasses import dataclass
+
 from celery import Celery
 
 from common.config import Settings
@@ -57,3 +62,36 @@ def make_celery(settings: Settings, broker_url: str | None = None) -> Celery:
                                    "interval_step": 0.5, "interval_max": 1},
     )
     return app
+
+
+@dataclass(frozen=True)
+class TaskMessage:
+    """A Celery task message as kombu's Redis transport stores it, ready to be pushed."""
+
+    queue: str  # the Redis list the workers consuming that queue pop from
+    payload: str  # the envelope, JSON
+
+
+def task_message(app: Celery, name: str, args: list[str], task_id: str | None = None,
+                 expires: float | None = None) -> TaskMessage:
+    """The message `app.send_task(name, args, task_id=...)` would publish, built in memory.
+
+    The store pushes it in the same script that writes the task row, so a task is accepted
+    together with its message or not at all, in one round trip and with no broker
+    connection of kombu's on the API's request path. The envelope is kombu's Redis
+    transport format (priority 0, the default exchange, routed by queue name); Celery's own
+    `as_task_v2` builds the task protocol headers and body inside it.
+    """
+    task_id = task_id or str(uuid.uuid4())
+    queue = app.amqp.router.route({}, name, args, {})["queue"].name
+    task = app.amqp.as_task_v2(task_id, name, args=args, expires=expires,
+                               reply_to=app.thread_oid, ignore_result=None)
+    body = base64.b64encode(json.dumps(task.body).encode()).decode()
+    properties = {**task.properties, "delivery_mode": 2,
+                  "delivery_info": {"exchange": "", "routing_key": queue},
+                  "priority": 0, "body_encoding": "base64", "delivery_tag": str(uuid.uuid4())}
+    if expires is not None:  # the broker-side time to live kombu adds, in milliseconds
+        properties["expiration"] = str(int(expires * 1000))
+    envelope = {"body": body, "content-encoding": "utf-8", "content-type": "application/json",
+                "headers": task.headers, "properties": properties}
+    return TaskMessage(queue, json.dumps(envelope))

@@ -12,13 +12,16 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 
 from common import store_scripts as scripts
 from common import task_metrics
 from common.states import TRANSITIONS, TaskState
+
+if TYPE_CHECKING:
+    from common.celery_app import TaskMessage
 
 PREFIX = "h4:"
 RUNNING_KEY = f"{PREFIX}tasks:running"
@@ -60,6 +63,7 @@ class Store:
         self._mark_requeued = client.register_script(scripts.MARK_REQUEUED)
         self._cancel = client.register_script(scripts.CANCEL)
         self._take_slot = client.register_script(scripts.TAKE_SLOT)
+        self._touch_session = client.register_script(scripts.TOUCH_SESSION)
 
     @classmethod
     def from_url(cls, url: str, task_ttl_seconds: int = 7 * 24 * 3600) -> Store:
@@ -108,14 +112,23 @@ class Store:
 
     def touch_session(self, digest: str, idle: int) -> dict[str, Any] | None:
         """The session for a token digest, its idle timer restarted; None when expired."""
-        key = f"{PREFIX}session:{digest}"
-        with self.redis.pipeline() as pipe:
-            pipe.hgetall(key)
-            pipe.expire(key, idle)
-            row, _ = pipe.execute()
-        if not row:
-            return None
-        return {"digest": row["digest"], "user": row["user"], "roles": json.loads(row["roles"])}
+        session, _ = self.touch_session_and_get_task(digest, idle, None)
+        return session
+
+    def touch_session_and_get_task(
+        self, digest: str, idle: int, task_id: str | None,
+    ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """touch_session and get_task in one round trip; no task without a session."""
+        keys = [f"{PREFIX}session:{digest}"]
+        if task_id is not None:
+            keys.append(self.task_key(task_id))
+        session, *rows = self._touch_session(keys=keys, args=[idle])
+        if not session:
+            return None, None
+        session = _pairs(session)
+        task = _decode_task(_pairs(rows[0])) if rows and rows[0] else None
+        return {"digest": session["digest"], "user": session["user"],
+                "roles": json.loads(session["roles"])}, task
 
     def delete_session(self, digest: str) -> None:
         self.redis.delete(f"{PREFIX}session:{digest}")
@@ -124,32 +137,41 @@ class Store:
 
     def create_backup_task(self, task: dict[str, Any], backup_id: str, quota: int,
                            sealed_password: str | None, secret_ttl: int,
-                           user_cap: int = 1_000_000) -> Created:
+                           user_cap: int = 1_000_000,
+                           message: TaskMessage | None = None) -> Created:
         """Write a new backup task row unless its id is taken, the quota is full, or the user
-        already runs `user_cap` tasks."""
+        already runs `user_cap` tasks; with a message, queue it in the same step."""
         keys = [self.task_key(task["id"]), f"{PREFIX}tasks", self._user_tasks_key(task["user"]),
                 f"{PREFIX}backups", f"{PREFIX}backups:pending",
                 f"{PREFIX}backup-task:{backup_id}", self._secret_key(task["id"]),
-                RUNNING_KEY, self._user_running_key(task["user"]), task_metrics.KEY]
-        args = [quota, task["id"], task["startTime"], backup_id, sealed_password or "",
-                secret_ttl, user_cap, *_flatten(_encode_task(task))]
+                RUNNING_KEY, self._user_running_key(task["user"]), task_metrics.KEY,
+                *_queue_key(message)]
+        args = [_payload(message), quota, task["id"], task["startTime"], backup_id,
+                sealed_password or "", secret_ttl, user_cap, *_flatten(_encode_task(task))]
         outcome, value = self._create_backup_task(keys=keys, args=args)
         if outcome in ("quota", "user_busy"):
             return Created(outcome, count=int(value))
         return Created(outcome, task_id=value)
 
     def create_task(self, task: dict[str, Any], user_cap: int | None = None,
-                    sealed_password: str | None = None, secret_ttl: int = 3600) -> Created:
-        """Write a new task row (with its sealed password), unless the user is at the cap."""
+                    sealed_password: str | None = None, secret_ttl: int = 3600,
+                    message: TaskMessage | None = None) -> Created:
+        """Write a new task row (with its sealed password), unless the user is at the cap;
+        with a message, queue it in the same step."""
         keys = [self.task_key(task["id"]), f"{PREFIX}tasks", self._user_tasks_key(task["user"]),
                 RUNNING_KEY, self._user_running_key(task["user"]), self._secret_key(task["id"]),
-                task_metrics.KEY]
-        args = [task["id"], task["startTime"], "" if user_cap is None else user_cap,
-                sealed_password or "", secret_ttl, *_flatten(_encode_task(task))]
+                task_metrics.KEY, *_queue_key(message)]
+        args = [_payload(message), task["id"], task["startTime"],
+                "" if user_cap is None else user_cap, sealed_password or "", secret_ttl,
+                *_flatten(_encode_task(task))]
         outcome, value = self._create_task(keys=keys, args=args)
         if outcome == "user_busy":
             return Created(outcome, count=int(value))
         return Created(outcome, task_id=value)
+
+    def enqueue(self, message: TaskMessage) -> None:
+        """Queue a Celery message for a task whose row already exists, or for no task."""
+        self.redis.lpush(message.queue, message.payload)
 
     def running_task_ids(self) -> list[str]:
         return sorted(self.redis.smembers(RUNNING_KEY))
@@ -360,6 +382,19 @@ def _scalar(value: Any) -> str | int:
     if isinstance(value, bool):
         return int(value)
     return value if isinstance(value, (int, str)) else str(value)
+
+
+def _queue_key(message: TaskMessage | None) -> list[str]:
+    return [] if message is None else [message.queue]
+
+
+def _payload(message: TaskMessage | None) -> str:
+    return "" if message is None else message.payload
+
+
+def _pairs(flat: list[str]) -> dict[str, str]:
+    """A hash as HGETALL returns it inside a script: field, value, field, value..."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
 def _flatten(mapping: dict[str, Any]) -> list[Any]:

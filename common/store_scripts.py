@@ -4,44 +4,67 @@ State changes check the transition table (passed in by the store from `common.st
 late or repeated write can never move a task out of a final state.
 """
 
+# Pushes the task's Celery message (ARGV[1]) onto its queue (the last key), when one is given,
+# in the same script that wrote the row: no accepted task ever waits without its message.
+_QUEUE_MESSAGE = """
+if ARGV[1] ~= '' then redis.call('LPUSH', KEYS[#KEYS], ARGV[1]) end
+"""
+
 # KEYS: task, all tasks, user's tasks, backups, pending backups, backup->task, secret,
-#       running tasks, user's running tasks, metrics
-# ARGV: quota, task id, start time, backup id, sealed password, secret ttl, user cap,
-#       then the row's field/value pairs
+#       running tasks, user's running tasks, metrics, [message queue]
+# ARGV: message ('' for none), quota, task id, start time, backup id, sealed password,
+#       secret ttl, user cap, then the row's field/value pairs
 CREATE_BACKUP_TASK = """
 local existing = redis.call('GET', KEYS[6])
 if existing then return {'exists', existing} end
 local running = redis.call('SCARD', KEYS[9])
-if running >= tonumber(ARGV[7]) then return {'user_busy', tostring(running)} end
+if running >= tonumber(ARGV[8]) then return {'user_busy', tostring(running)} end
 local count = redis.call('ZCARD', KEYS[4]) + redis.call('SCARD', KEYS[5])
-if count >= tonumber(ARGV[1]) then return {'quota', tostring(count)} end
-redis.call('HSET', KEYS[1], unpack(ARGV, 8))
+if count >= tonumber(ARGV[2]) then return {'quota', tostring(count)} end
+redis.call('HSET', KEYS[1], unpack(ARGV, 9))
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
+redis.call('ZADD', KEYS[3], ARGV[4], ARGV[3])
+redis.call('SADD', KEYS[8], ARGV[3])
+redis.call('SADD', KEYS[9], ARGV[3])
+redis.call('SADD', KEYS[5], ARGV[5])
+redis.call('SET', KEYS[6], ARGV[3])
+if ARGV[6] ~= '' then redis.call('SET', KEYS[7], ARGV[6], 'EX', ARGV[7]) end
+redis.call('HINCRBY', KEYS[10], (redis.call('HGET', KEYS[1], 'type') or 'task') .. ':started', 1)
+""" + _QUEUE_MESSAGE + """
+return {'created', ARGV[3]}
+"""
+
+# KEYS: task, all tasks, user's tasks, running tasks, user's running tasks, secret, metrics,
+#       [message queue]
+# ARGV: message ('' for none), task id, start time, user cap ('' for none), sealed password,
+#       secret ttl, then the row's field/value pairs
+CREATE_TASK = """
+if ARGV[4] ~= '' then
+  local running = redis.call('SCARD', KEYS[5])
+  if running >= tonumber(ARGV[4]) then return {'user_busy', tostring(running)} end
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 7))
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[2])
-redis.call('SADD', KEYS[8], ARGV[2])
-redis.call('SADD', KEYS[9], ARGV[2])
-redis.call('SADD', KEYS[5], ARGV[4])
-redis.call('SET', KEYS[6], ARGV[2])
-if ARGV[5] ~= '' then redis.call('SET', KEYS[7], ARGV[5], 'EX', ARGV[6]) end
-redis.call('HINCRBY', KEYS[10], (redis.call('HGET', KEYS[1], 'type') or 'task') .. ':started', 1)
+redis.call('SADD', KEYS[4], ARGV[2])
+redis.call('SADD', KEYS[5], ARGV[2])
+if ARGV[5] ~= '' then redis.call('SET', KEYS[6], ARGV[5], 'EX', ARGV[6]) end
+redis.call('HINCRBY', KEYS[7], (redis.call('HGET', KEYS[1], 'type') or 'task') .. ':started', 1)
+""" + _QUEUE_MESSAGE + """
 return {'created', ARGV[2]}
 """
 
-# KEYS: task, all tasks, user's tasks, running tasks, user's running tasks, secret, metrics
-# ARGV: task id, start time, user cap ('' for none), sealed password, secret ttl, row pairs
-CREATE_TASK = """
-if ARGV[3] ~= '' then
-  local running = redis.call('SCARD', KEYS[5])
-  if running >= tonumber(ARGV[3]) then return {'user_busy', tostring(running)} end
-end
-redis.call('HSET', KEYS[1], unpack(ARGV, 6))
-redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
-redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
-redis.call('SADD', KEYS[4], ARGV[1])
-redis.call('SADD', KEYS[5], ARGV[1])
-if ARGV[4] ~= '' then redis.call('SET', KEYS[6], ARGV[4], 'EX', ARGV[5]) end
-redis.call('HINCRBY', KEYS[7], (redis.call('HGET', KEYS[1], 'type') or 'task') .. ':started', 1)
-return {'created', ARGV[1]}
+# KEYS: session, then any rows to read along with it
+# ARGV: idle seconds
+# The session's fields, its idle timer restarted, then each row's fields: an authenticated
+# read in one round trip. Nothing but the empty session comes back without a session.
+TOUCH_SESSION = """
+local session = redis.call('HGETALL', KEYS[1])
+if #session == 0 then return {session} end
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+local rows = {session}
+for i = 2, #KEYS do rows[i] = redis.call('HGETALL', KEYS[i]) end
+return rows
 """
 
 PROGRESS = """

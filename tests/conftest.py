@@ -2,29 +2,29 @@
 
 from __future__ import annotations
 
+import base64
+import json
+
 import fakeredis
 import pytest
 
+from api.dispatch import CeleryDispatcher
+from common.celery_app import QUEUE, make_celery
 from common.config import load_settings
 from common.store import Store
 
 ADMIN_PASSWORD = "admin-secret-Pa$$"
 
 
-class RecordingDispatcher:
-    """Stands in for Celery in unit tests: records what would have been sent."""
+def queued(store: Store, queue: str = QUEUE) -> list[tuple[str, list]]:
+    """(task name, args) of the Celery messages waiting in a queue, oldest first."""
+    return [decode_message(payload) for payload in reversed(store.redis.lrange(queue, 0, -1))]
 
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, str]] = []
-        self.fail_with: Exception | None = None
 
-    def send(self, task_name: str, task_id: str) -> None:
-        if self.fail_with:
-            raise self.fail_with
-        self.sent.append((task_name, task_id))
-
-    def ping(self, nonce: str, expires: float) -> None:
-        self.pinged = nonce
+def decode_message(payload: str) -> tuple[str, list]:
+    envelope = json.loads(payload)
+    args, _kwargs, _embed = json.loads(base64.b64decode(envelope["body"]))
+    return envelope["headers"]["task"], args
 
 
 @pytest.fixture
@@ -44,8 +44,9 @@ def store():
 
 
 @pytest.fixture
-def dispatcher():
-    return RecordingDispatcher()
+def dispatcher(settings):
+    """The API's own: it only builds messages, which the store queues in fakeredis."""
+    return CeleryDispatcher(make_celery(settings))
 
 
 @pytest.fixture

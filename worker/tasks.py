@@ -2,7 +2,7 @@
 
 from celery import Task
 
-from common.celery_app import CONTROL_QUEUE
+from common.celery_app import CONTROL_QUEUE, task_message
 from common.tasks import (
     CELERY_TASK_FOR,
     GENERATE_BACKUP,
@@ -41,7 +41,9 @@ def verify_backup(self: Task, task_id: str) -> None:
 
 
 def send(task_id: str, kind: str) -> None:
-    celery.send_task(CELERY_TASK_FOR[kind], args=[task_id])
+    """Queue the message of a task whose row exists: a scheduled one, or one sent again."""
+    message = task_message(celery, CELERY_TASK_FOR[kind], [task_id], task_id=task_id)
+    worker_context().store.enqueue(message)
 
 
 @celery.task(name=REAP, queue=CONTROL_QUEUE)

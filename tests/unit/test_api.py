@@ -1,11 +1,12 @@
 import json
 
 import pytest
+import redis
 
 from api.media import RESPONSE_TYPE
 from common.bootstrap import ADMIN_ROLES
 from common.secrecy import hash_password
-from tests.conftest import login
+from tests.conftest import decode_message, login, queued
 
 BACKUP_PASSWORD = "Pa$$w0rD!-unit"
 
@@ -65,7 +66,7 @@ def test_post_backups_by_non_admin_is_403(client, store):
     assert body["msg"] == "Permission denied."
 
 
-def test_post_backups_returns_running_task_and_sends_message(client, dispatcher):
+def test_post_backups_returns_running_task_and_queues_message(client, store):
     headers = login(client)
     response = client.post("/backups", json={"password": BACKUP_PASSWORD}, headers=headers)
     assert response.status_code == 202
@@ -78,7 +79,7 @@ def test_post_backups_returns_running_task_and_sends_message(client, dispatcher)
     assert task["result"] is None and task["error"] is None and task["warnings"] == []
     assert task["workflowInfo"]["type"] == "backup"
     assert response.headers["Location"].endswith(f"/tasks/{task['id']}")
-    assert dispatcher.sent == [("h4.backup.generate", task["id"])]
+    assert queued(store) == [("h4.backup.generate", [task["id"]])]
 
 
 def test_password_is_sealed_not_stored_in_clear(client, store):
@@ -135,12 +136,23 @@ def test_quota_refuses_with_vcda_message(client):
                            "current backup count: 3")
 
 
-def test_send_failure_marks_task_failed_and_says_503(client, dispatcher, store):
-    dispatcher.fail_with = ConnectionError("broker down")
+def test_refused_backup_queues_no_message(client, store):
     headers = login(client)
+    accepted = [client.post("/backups", json={}, headers=headers).get_json()["id"]
+                for _ in range(3)]
+    assert client.post("/backups", json={}, headers=headers).status_code == 409
+    assert queued(store) == [("h4.backup.generate", [task_id]) for task_id in accepted]
+
+
+def test_redis_failure_at_creation_is_503_and_accepts_nothing(client, store, monkeypatch):
+    headers = login(client)
+
+    def unreachable(*_args, **_kwargs):
+        raise redis.ConnectionError("connection refused")
+
+    monkeypatch.setattr(store, "_create_backup_task", unreachable)
     _api_error(client.post("/backups", json={}, headers=headers), 503, "ServiceUnavailable")
-    (task,) = store.list_tasks()
-    assert task["state"] == "FAILED" and task["error"]["code"] == "ServiceUnavailable"
+    assert store.list_tasks() == [] and queued(store) == []
 
 
 def test_task_of_other_user_is_404(client, store):
@@ -216,14 +228,16 @@ def test_health_without_any_worker_is_503(client, app, monkeypatch):
     assert body["redis"]["ok"] and not body["workers"]["ok"] and body["status"] == "unavailable"
 
 
-def test_health_with_an_answering_worker_is_200(client, store, dispatcher, monkeypatch):
-    original = dispatcher.ping
+def test_health_with_an_answering_worker_is_200(client, store, monkeypatch):
+    original = store.enqueue
 
-    def ping_and_answer(nonce, expires):
-        original(nonce, expires)
+    def queue_and_answer(message):
+        original(message)
+        name, (nonce,) = decode_message(message.payload)
+        assert (message.queue, name) == ("h4backup.control", "h4.health.ping")
         store.record_pong(nonce, "host:1")
 
-    monkeypatch.setattr(dispatcher, "ping", ping_and_answer)
+    monkeypatch.setattr(store, "enqueue", queue_and_answer)
     response = client.get("/health")
     assert response.status_code == 200
     assert response.get_json()["workers"]["answeredBy"] == "host:1"

@@ -6,7 +6,7 @@ import uuid
 import pytest
 
 from common.tasks import new_backup_task
-from tests.conftest import login
+from tests.conftest import login, queued
 from worker.age import generate_x25519_identity
 
 
@@ -24,14 +24,14 @@ def listed(settings, store):
 
 
 @pytest.mark.parametrize("kind", ["restore", "verify"])
-def test_restore_and_verify_start_worker_tasks(client, dispatcher, listed, kind, store):
+def test_restore_and_verify_start_worker_tasks(client, listed, kind, store):
     response = client.post(f"/backups/{listed}/{kind}", json={"password": "pw-123456"},
                            headers=login(client))
     assert response.status_code == 202
     task = response.get_json()
     assert task["workflowInfo"] == {"type": kind, "resourceType": "backup",
                                     "resourceId": listed, "resourceName": ""}
-    assert dispatcher.sent[-1] == (f"h4.backup.{kind}", task["id"])
+    assert queued(store)[-1] == (f"h4.backup.{kind}", [task["id"]])
     sealed = store.redis.get(f"h4:task:{task['id']}:secret")
     assert sealed and "pw-123456" not in sealed
 

@@ -1,3 +1,8 @@
+import json
+
+import pytest
+
+from common.celery_app import TaskMessage
 from common.states import FINAL_STATES, TaskState, can_move
 from common.tasks import new_backup_task
 
@@ -170,3 +175,55 @@ def test_schedule_slot_is_taken_once(store):
     seen = store.schedule_last_run()
     assert store.take_schedule_slot(seen, 5)
     assert not store.take_schedule_slot(seen, 6)
+
+
+def _message(task_id: str) -> TaskMessage:
+    return TaskMessage("h4backup", json.dumps({"task": task_id}))
+
+
+def test_created_backup_task_and_its_message_land_together(store):
+    row = new_backup_task("admin", "b1", encrypted=False)
+    created = store.create_backup_task(row, "b1", 10, None, 60, message=_message(row["id"]))
+    assert created.outcome == "created"
+    assert store.redis.lrange("h4backup", 0, -1) == [json.dumps({"task": row["id"]})]
+
+
+@pytest.mark.parametrize("quota, existing, outcome", [(0, False, "quota"),
+                                                      (10, True, "exists")])
+def test_refused_or_repeated_backup_task_queues_nothing(store, quota, existing, outcome):
+    if existing:
+        _create(store, "b1")
+    row = new_backup_task("admin", "b1", encrypted=False)
+    created = store.create_backup_task(row, "b1", quota, None, 60, message=_message(row["id"]))
+    assert created.outcome == outcome
+    assert store.redis.llen("h4backup") == 0
+
+
+def test_task_over_the_user_cap_queues_nothing(store):
+    first = new_backup_task("admin", "b1", encrypted=False)
+    store.create_task(first, user_cap=1, message=_message(first["id"]))
+    second = new_backup_task("admin", "b2", encrypted=False)
+    assert store.create_task(second, user_cap=1, message=_message(second["id"])).outcome == (
+        "user_busy")
+    assert store.redis.lrange("h4backup", 0, -1) == [json.dumps({"task": first["id"]})]
+
+
+def test_session_and_task_read_together_restart_the_idle_timer(store):
+    row, _ = _create(store)
+    store.create_session("d1", "admin", ["ADMINISTRATORS"], idle=30)
+    store.redis.expire("h4:session:d1", 5)
+    session, task = store.touch_session_and_get_task("d1", 30, row["id"])
+    assert session == {"digest": "d1", "user": "admin", "roles": ["ADMINISTRATORS"]}
+    assert task == store.get_task(row["id"])
+    assert store.redis.ttl("h4:session:d1") > 5
+
+
+def test_no_task_comes_back_without_a_session(store):
+    row, _ = _create(store)
+    assert store.touch_session_and_get_task("missing", 30, row["id"]) == (None, None)
+
+
+def test_session_with_a_missing_task_gives_no_task(store):
+    store.create_session("d1", "admin", ["ADMINISTRATORS"], idle=30)
+    session, task = store.touch_session_and_get_task("d1", 30, "no-such-task")
+    assert session["user"] == "admin" and task is None
