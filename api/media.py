@@ -7,11 +7,14 @@ nothing but h4 versions this service does not speak is refused (406).
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 
 from flask import Response, request
+from werkzeug.datastructures import MIMEAccept
 from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.http import parse_accept_header
 
 from common.errors import BadUserInput, NotAcceptable, PayloadTooLarge, UnsupportedMediaType
 
@@ -24,12 +27,23 @@ JSON_REQUEST_TYPES = {"application/json", VENDOR_TYPE}
 
 def check_accept() -> None:
     """406 when the caller accepts only h4 versions other than ours."""
-    offered = [value.lower() for value, _quality in request.accept_mimetypes]
-    if not offered:
-        return
+    accept = request.headers.get("Accept", "")
+    # A client sends the same few Accept values on every call: each is parsed only once,
+    # unless it is too long to be worth keeping.
+    known = _acceptable_cached if len(accept) <= _CACHED_ACCEPT_LENGTH else _acceptable
+    if not known(accept):
+        raise NotAcceptable(accept)
+
+
+def _acceptable(accept: str) -> bool:
+    offered = [value.lower() for value, _quality in parse_accept_header(accept, MIMEAccept)]
     versions = [H4_TYPE.match(value) for value in offered]
-    if all(versions) and not any(m.group(1) == API_VERSION for m in versions if m):
-        raise NotAcceptable(request.headers.get("Accept", ""))
+    return not offered or not all(versions) or any(
+        m.group(1) == API_VERSION for m in versions if m)
+
+
+_CACHED_ACCEPT_LENGTH = 256
+_acceptable_cached = functools.lru_cache(maxsize=256)(_acceptable)
 
 
 def has_body() -> bool:
