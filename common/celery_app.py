@@ -84,8 +84,10 @@ def task_message(app: Celery, name: str, args: list[str], task_id: str | None = 
     """
     task_id = task_id or str(uuid.uuid4())
     queue = app.amqp.router.route({}, name, args, {})["queue"].name
+    # The args are ids: their plain repr is what Celery's slower saferepr would give.
     task = app.amqp.as_task_v2(task_id, name, args=args, expires=expires,
-                               reply_to=app.thread_oid, ignore_result=None)
+                               reply_to=app.thread_oid, ignore_result=None,
+                               argsrepr=repr(args), kwargsrepr="{}")
     body = base64.b64encode(json.dumps(task.body).encode()).decode()
     properties = {**task.properties, "delivery_mode": 2,
                   "delivery_info": {"exchange": "", "routing_key": queue},
