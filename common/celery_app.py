@@ -1,4 +1,4 @@
-"""The Celery policy, in one place: what the API sends with and what the workers run with.
+"""The Celery policy, in one place: the messages the store queues and what workers run with.
 
 Tasks are acknowledged only after they end, and a message whose worker died is redelivered,
 so a crash never loses an accepted backup; the per-task lease in the store keeps a redelivered
@@ -53,8 +53,9 @@ def make_celery(settings: Settings, broker_url: str | None = None) -> Celery:
             "scheduled-backups": {"task": SCHEDULE_TICK, "schedule": 1.0,
                                   "options": {"expires": 1.0}},
         },
-        # No task-sent event: it would cost every POST a second publish, and Flower learns
-        # each task from the worker's received/started/succeeded events anyway.
+        # No task-sent event (the store queues task messages itself, see task_message; only
+        # beat publishes through kombu): Flower learns each task from the worker's
+        # received/started/succeeded events.
         task_send_sent_event=False,
         worker_send_task_events=True,
         worker_hijack_root_logger=False,
