@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import Celery
 
-from common.celery_app import TaskMessage, task_message
+from common.celery_app import TaskMessage, run_message, task_message
 from common.tasks import HEALTH_PING
 
 
@@ -13,8 +13,7 @@ class CeleryDispatcher:
         self.celery = celery_app
 
     def message(self, task_name: str, task_id: str) -> TaskMessage:
-        # The Celery task id is the API task id, so Flower and the API show the same id.
-        return task_message(self.celery, task_name, [task_id], task_id=task_id)
+        return run_message(self.celery, task_name, task_id)
 
     def ping_message(self, nonce: str, expires: float) -> TaskMessage:
         # An unanswered ping expires instead of waiting in the queue for a worker to return.

@@ -73,6 +73,12 @@ class TaskMessage:
     payload: str  # the envelope, JSON
 
 
+def run_message(app: Celery, name: str, task_id: str) -> TaskMessage:
+    """The message that runs one of the service's tasks: the task id is its only argument and
+    its Celery id too, so Flower and the API show the same id."""
+    return task_message(app, name, [task_id], task_id=task_id)
+
+
 def task_message(app: Celery, name: str, args: list[str], task_id: str | None = None,
                  expires: float | None = None) -> TaskMessage:
     """The message `app.send_task(name, args, task_id=...)` would publish, built in memory.

@@ -110,15 +110,11 @@ class Store:
             pipe.expire(key, idle)
             pipe.execute()
 
-    def touch_session(self, digest: str, idle: int) -> dict[str, Any] | None:
-        """The session for a token digest, its idle timer restarted; None when expired."""
-        session, _ = self.touch_session_and_get_task(digest, idle, None)
-        return session
-
     def touch_session_and_get_task(
         self, digest: str, idle: int, task_id: str | None,
     ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-        """touch_session and get_task in one round trip; no task without a session."""
+        """The session for a token digest, its idle timer restarted (None when expired), and
+        with a task id that task, in one round trip; no task without a session."""
         keys = [f"{PREFIX}session:{digest}"]
         if task_id is not None:
             keys.append(self.task_key(task_id))

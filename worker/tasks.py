@@ -2,7 +2,7 @@
 
 from celery import Task
 
-from common.celery_app import CONTROL_QUEUE, task_message
+from common.celery_app import CONTROL_QUEUE, run_message
 from common.tasks import (
     CELERY_TASK_FOR,
     GENERATE_BACKUP,
@@ -42,8 +42,7 @@ def verify_backup(self: Task, task_id: str) -> None:
 
 def send(task_id: str, kind: str) -> None:
     """Queue the message of a task whose row exists: a scheduled one, or one sent again."""
-    message = task_message(celery, CELERY_TASK_FOR[kind], [task_id], task_id=task_id)
-    worker_context().store.enqueue(message)
+    worker_context().store.enqueue(run_message(celery, CELERY_TASK_FOR[kind], task_id))
 
 
 @celery.task(name=REAP, queue=CONTROL_QUEUE)
