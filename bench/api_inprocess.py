@@ -29,6 +29,7 @@ if str(ROOT) not in sys.path:
 from flask import Flask, request  # noqa: E402
 from werkzeug.test import EnvironBuilder  # noqa: E402
 
+from bench.bare_app import app as bare_app  # noqa: E402
 from bench.servicelib import ACCEPT, PrivateRedis, machine_note, make_tiny_source  # noqa: E402
 from common.secrecy import token_digest  # noqa: E402
 
@@ -63,16 +64,6 @@ def per_request_us(app: Flask, path: str, headers: dict[str, str], count: int,
 
 def _body(body: str | None) -> io.BytesIO:
     return io.BytesIO(body.encode() if body else b"")
-
-
-def bare_app() -> Flask:
-    app = Flask("bare")
-
-    @app.get("/ping")
-    def ping() -> dict[str, object]:
-        return {"status": "ok", "version": "4.5", "items": [1, 2, 3]}
-
-    return app
 
 
 def lean_app(store, idle: int) -> Flask:
@@ -117,7 +108,7 @@ def measure(args: argparse.Namespace, folder: Path) -> list[tuple[str, float]]:
         lean = lean_app(services.store, services.settings.session_idle_seconds)
         rows: list[tuple[str, Callable[[], float]]] = [
             ("bare Flask GET /ping", lambda: per_request_us(
-                bare_app(), "/ping", {"Accept": ACCEPT}, args.requests)),
+                bare_app, "/ping", {"Accept": ACCEPT}, args.requests)),
             ("lean Flask GET /tasks/{id}", lambda: per_request_us(
                 lean, f"/tasks/{task_id}", headers, args.requests)),
             ("ours GET /tasks/{id}", lambda: per_request_us(

@@ -155,13 +155,13 @@ def verdict(name: str, row: Measured, ratio: float) -> tuple[bool, str]:
 def print_table(rounds: dict[str, list[Measured]]) -> bool:
     medians = {name: median_run(runs) for name, runs in rounds.items()}
     bare = medians[BARE]
+    bare_cpu = statistics.median(run.cpu_ms_per_request for run in rounds[BARE])
     print(f"\n{'endpoint':<17} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'vs bare':>7} "
           f"{'CPU ms/req':>10} {'CPU vs bare':>11} {'worker CPU':>11} {'non-2xx':>7}  target")
     passed = True
     for name, row in medians.items():
         ratio = row.wrk.requests_per_second / bare.wrk.requests_per_second
         cpu = statistics.median(run.cpu_ms_per_request for run in rounds[name])
-        bare_cpu = statistics.median(run.cpu_ms_per_request for run in rounds[BARE])
         ok, text = verdict(name, row, ratio)
         passed &= ok
         print(f"{name:<17} {row.wrk.requests_per_second:8.1f} {row.wrk.p50_ms:7.2f} "
