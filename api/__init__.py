@@ -12,10 +12,10 @@ from flask_smorest import Api
 from api import errors, media
 from api.schemas import ApiErrorSchema
 from common import logs
-from common.bootstrap import ensure_admin, transit_key
+from common.bootstrap import ensure_admin, transit_sealer
 from common.config import Settings, load_settings
-from common.secrecy import TransitSealer
 from common.store import Store
+from common.transit import TransitSealer
 
 OPERATION_ID = "operationID"
 request_log = logging.getLogger("h4backup.api.requests")
@@ -54,8 +54,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None,
         from common.celery_app import make_celery
 
         dispatcher = CeleryDispatcher(make_celery(settings))
-    app.extensions["h4"] = Services(settings, store, TransitSealer(transit_key(settings)),
-                                    dispatcher)
+    app.extensions["h4"] = Services(settings, store, transit_sealer(settings), dispatcher)
     ensure_admin(store, settings)
     _register_hooks(app, settings)
     _register_blueprints(app)

@@ -36,6 +36,8 @@ def error_response(error: errors.H4Error, stacktrace: str = "", headers: dict | 
     response.headers["Content-Type"] = RESPONSE_TYPE
     for name, value in (headers or {}).items():
         response.headers[name] = value
+    if error.status == 408:  # the rest of a stalled body is not worth reading
+        response.headers["Connection"] = "close"
     if error.status == 401:
         response.headers["WWW-Authenticate"] = 'X-VCAV-Auth realm="h4backup"'
     return response
@@ -66,6 +68,8 @@ def _first(problem: Any) -> str:
 
 
 def from_http_exception(exc: HTTPException) -> errors.H4Error:
+    if isinstance(exc.__context__, TimeoutError):  # werkzeug reports a stalled body as a 400
+        return errors.RequestTimeout(str(exc.__context__) or "no data")
     data = getattr(exc, "data", None)
     if exc.code in (400, 422) and data:
         return errors.BadUserInput(_validation_detail(data))
@@ -92,6 +96,11 @@ def register(app: Flask) -> None:
         log.warning("redis unavailable: %s", type(exc).__name__)
         return error_response(errors.ServiceUnavailable("the task store is not reachable"),
                               headers={"Retry-After": "5"})
+
+    @app.errorhandler(TimeoutError)
+    def body_too_slow(exc: TimeoutError):
+        # The serving worker stopped reading a body that fell behind; the connection ends.
+        return error_response(errors.RequestTimeout(str(exc) or "no data"))
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):

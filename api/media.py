@@ -90,8 +90,28 @@ def check_body(max_bytes: int) -> None:
         raise _too_large(max_bytes) from None
     if len(data) > max_bytes:
         raise _too_large(max_bytes)
+    check_json_text(data)
+
+
+def _refuse_duplicate_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    """A later duplicate would silently win ({"password": "a", "password": null})."""
+    document: dict[str, object] = {}
+    for key, value in pairs:
+        if key in document:
+            raise BadUserInput(f"the field {key!r} is given twice",
+                               msg=f"The field {key!r} is given more than once.")
+        document[key] = value
+    return document
+
+
+def check_json_text(data: bytes) -> None:
+    """Well-formed JSON, no duplicate keys, and no lone surrogates (they are not Unicode)."""
     try:
-        json.loads(data)
+        document = json.loads(data, object_pairs_hook=_refuse_duplicate_keys)
+        json.dumps(document, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadUserInput("the request body holds a lone surrogate escape",
+                           msg="The request body holds text that is not valid Unicode.") from None
     except (ValueError, RecursionError):
         raise BadUserInput("the request body is not valid JSON",
                            msg="The request body is not valid JSON.") from None

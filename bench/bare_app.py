@@ -19,6 +19,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from cli.gunicorn_app import GunicornServer, serving_options  # noqa: E402
+from common.config import load_settings  # noqa: E402
 
 app = Flask("bare")
 
@@ -30,7 +31,8 @@ def ping() -> dict[str, object]:
 
 def gunicorn_options(port: int, workers: int) -> dict[str, object]:
     """The API's own serving options, so only the application differs."""
-    return {**serving_options(f"127.0.0.1:{port}", workers), "loglevel": "warning"}
+    options = serving_options(f"127.0.0.1:{port}", workers, load_settings())
+    return {**options, "loglevel": "warning"}
 
 
 def main() -> None:

@@ -28,13 +28,15 @@ class GunicornServer(BaseApplication):
         return self._load()
 
 
-def serving_options(bind: str, workers: int) -> dict[str, object]:
+def serving_options(bind: str, workers: int, settings: Settings) -> dict[str, object]:
     """How the API is served; the throughput benchmark serves its yardstick the same way."""
     return {
         "bind": bind,
         "workers": max(1, workers),
-        "worker_class": "gthread",
-        "threads": 8,
+        # A greenlet per connection, with read deadlines: see cli/gunicorn_worker.py.
+        "worker_class": "cli.gunicorn_worker.ApiWorker",
+        "worker_connections": 1000,
+        "keepalive": settings.header_timeout_seconds,
         "timeout": 120,
         # Let over-long ids and tokens reach the app, which answers them with an ApiError;
         # gunicorn would answer with plain text itself.
@@ -96,7 +98,7 @@ def run_api(settings: Settings, workers: int) -> int:
 
 def _serve(settings: Settings, host: str, workers: int) -> None:
     GunicornServer({
-        **serving_options(f"{host}:{settings.port}", workers),
+        **serving_options(f"{host}:{settings.port}", workers, settings),
         "loglevel": settings.log_level.lower(),
         "logconfig_dict": _json_logging(settings.log_level),
         "child_exit": _child_exit,

@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 import os
 import sys
+from collections.abc import Callable
 
 from cli.client import json_flag, register
-from cli.errors import EXIT_CODES_HELP
+from cli.errors import EXIT_CODES_HELP, ClientError
+from cli.keys import add_key_commands
 from common.config import SettingsError, load_settings
 
 
@@ -24,6 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"h4backup: bad setting {exc}", file=sys.stderr)
         return 2
+    except ClientError as exc:
+        print(f"h4backup: {exc}", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         return 130
 
@@ -36,6 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands")
     _server_commands(commands)
     _user_commands(commands)
+    _session_commands(commands)
+    add_key_commands(commands)
     register(commands)
     return parser
 
@@ -57,13 +63,44 @@ def _server_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def _user_commands(commands: argparse._SubParsersAction) -> None:
-    user = commands.add_parser("user", help="manage local users")
+    user = commands.add_parser("user", help="manage local users (on the server: uses "
+                               "H4_REDIS_URL, else the Redis `h4backup serve` started)")
     user_commands = user.add_subparsers(title="user commands")
-    add = user_commands.add_parser("add", help="create a user or reset its password; the "
-                                   "password is read from H4_NEW_USER_PASSWORD or a prompt")
+    add = user_commands.add_parser("add", help="create a user, or change one (its sessions "
+                                   "end); the password is read from H4_NEW_USER_PASSWORD or "
+                                   "a prompt")
     add.add_argument("name")
     add.add_argument("--admin", action="store_true", help="give the ADMINISTRATORS role")
-    add.set_defaults(run=_user_add)
+    add.set_defaults(run=_server_command("user_add"))
+    passwd = user_commands.add_parser("passwd", help="change a user's password (its sessions "
+                                      "end); from H4_NEW_USER_PASSWORD or a prompt")
+    passwd.add_argument("name")
+    passwd.set_defaults(run=_server_command("user_passwd"))
+    delete = user_commands.add_parser("delete", help="delete a user and end its sessions")
+    delete.add_argument("name")
+    delete.set_defaults(run=_server_command("user_delete"))
+    listing = user_commands.add_parser("list", help="list users and their roles")
+    listing.set_defaults(run=_server_command("user_list"))
+
+
+def _session_commands(commands: argparse._SubParsersAction) -> None:
+    session = commands.add_parser("session", help="end sessions (on the server)")
+    session_commands = session.add_subparsers(title="session commands")
+    revoke = session_commands.add_parser("revoke", help="end every session of a user, who "
+                                         "keeps its password")
+    revoke.add_argument("--user", required=True, metavar="NAME",
+                        help="the user whose sessions end")
+    revoke.set_defaults(run=_server_command("session_revoke"))
+
+
+def _server_command(name: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        # Imported when run, so that the client commands start without redis and hashing.
+        from cli import users
+
+        return users.server_command(getattr(users, name))(args)
+
+    return run
 
 
 def _serve(_args: argparse.Namespace) -> int:
@@ -83,8 +120,10 @@ def _worker(args: argparse.Namespace) -> int:
     from common.celery_app import CONTROL_QUEUE, QUEUE
     from common.logs import configure_logging
     from worker.app import celery
+    from worker.schedule import log_ticks_at_debug
 
     configure_logging("worker", settings.log_level)  # Celery warns before its logging is up
+    log_ticks_at_debug()
 
     name = args.name or f"h4-{os.getpid()}@%h"
     # --quiet: no banner on stdout, so every line a worker writes is a JSON log line.
@@ -97,30 +136,13 @@ def _worker(args: argparse.Namespace) -> int:
 def _beat(_args: argparse.Namespace) -> int:
     settings = load_settings()
     from worker.app import celery
+    from worker.schedule import log_ticks_at_debug
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    celery.start(["beat", "--schedule", str(settings.data_dir / "beat-schedule")])
+    log_ticks_at_debug()
+    # --quiet: no banner on stdout, so every line beat writes is a JSON log line.
+    celery.start(["--quiet", "beat", "--schedule", str(settings.data_dir / "beat-schedule")])
     return 0
-
-
-def _user_add(args: argparse.Namespace) -> int:
-    from common.bootstrap import ADMIN_ROLES
-    from common.secrecy import hash_password
-    from common.store import Store
-
-    settings = load_settings()
-    password = os.environ.get("H4_NEW_USER_PASSWORD") or _prompt_password()
-    store = Store.from_url(settings.redis_url or "redis://127.0.0.1:6379/0")
-    store.put_user(args.name, hash_password(password), ADMIN_ROLES if args.admin else ["EVERYONE"])
-    print(f"user {args.name} saved")
-    return 0
-
-
-def _prompt_password() -> str:
-    first = getpass.getpass("Password: ")
-    if first != getpass.getpass("Again: "):
-        raise SystemExit("h4backup: the passwords differ")
-    return first
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from cli.errors import USAGE, ClientError
 
 BACKUP_PASSWORD_ENV = "H4_BACKUP_PASSWORD"
 LOGIN_PASSWORD_ENV = "H4_PASSWORD"
+NEW_USER_PASSWORD_ENV = "H4_NEW_USER_PASSWORD"
 
 
 class _RefusePassword(argparse.Action):
@@ -71,6 +72,21 @@ def login_password(args: argparse.Namespace) -> str:
         raise ClientError(f"no password: use --password-file FILE, set {LOGIN_PASSWORD_ENV}, "
                           "or run on a terminal to be asked", USAGE)
     return getpass.getpass(f"Password for {args.user}: ")
+
+
+def new_user_password(name: str) -> str:
+    """A local user's new password: $H4_NEW_USER_PASSWORD, else typed twice on a terminal."""
+    password = os.environ.get(NEW_USER_PASSWORD_ENV)
+    if not password:
+        if not sys.stdin.isatty():
+            raise ClientError(f"no password for {name}: set {NEW_USER_PASSWORD_ENV}, or run "
+                              "on a terminal to be asked", USAGE)
+        password = getpass.getpass(f"New password for {name}: ")
+        if getpass.getpass("Again: ") != password:
+            raise ClientError("the passwords differ", USAGE)
+    if not password:
+        raise ClientError("the password is empty", USAGE)
+    return password
 
 
 def backup_password(args: argparse.Namespace, when_absent: str = "ask",

@@ -8,6 +8,7 @@ Ctrl-C stops them all, the worker first given time to finish what it runs.
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -16,7 +17,13 @@ import sys
 import time
 from pathlib import Path
 
-from common.bootstrap import admin_password, admin_password_file, transit_key, write_config_snapshot
+from cli.users import redis_url_file
+from common.bootstrap import (
+    admin_password,
+    admin_password_file,
+    transit_keys,
+    write_config_snapshot,
+)
 from common.config import Settings
 
 REDIS_MISSING = """h4backup: no H4_REDIS_URL is set and no redis-server is installed.
@@ -30,20 +37,49 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_private_redis(data_dir: Path) -> tuple[subprocess.Popen, str]:
+def start_private_redis(settings: Settings) -> tuple[subprocess.Popen, str]:
+    """A redis-server only this account can reach or read: a new password at every start,
+    its folder 0700 and its files 0600. Returns the process and the URL (with the password)."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise SystemExit(REDIS_MISSING)
-    folder = data_dir / "redis"
-    folder.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder),
-         "--appendonly", "yes", "--save", "", "--maxmemory-policy", "noeviction",
-         "--logfile", str(folder / "redis.log")],
-        stdout=subprocess.DEVNULL, process_group=0)
+    folder = _private_folder(settings.data_dir / "redis")
+    port, password = free_port(), secrets.token_urlsafe(32)
+    config = folder / "redis.conf"
+    # On the command line the password would show in `ps` to every local account.
+    _write_private(config, _redis_config(port, folder, password))
+    process = subprocess.Popen([binary, str(config)], stdout=subprocess.DEVNULL,
+                               process_group=0, umask=0o077)
     wait_for_port(port, process)
-    return process, f"redis://127.0.0.1:{port}/0"
+    url = f"redis://:{password}@127.0.0.1:{port}/0"
+    # The other commands (`user add`, ...) find serve's Redis here.
+    _write_private(redis_url_file(settings), url + "\n")
+    return process, url
+
+
+def _private_folder(folder: Path) -> Path:
+    """The folder and everything in it readable by this account only, older files included."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    folder.chmod(0o700)
+    for path in folder.rglob("*"):
+        path.chmod(0o700 if path.is_dir() else 0o600)
+    return folder
+
+
+def _redis_config(port: int, folder: Path, password: str) -> str:
+    settings = {
+        "port": port, "bind": "127.0.0.1", "protected-mode": "yes", "dir": folder,
+        "appendonly": "yes", "save": '""', "maxmemory-policy": "noeviction",
+        "logfile": folder / "redis.log", "requirepass": password,
+    }
+    return "".join(f"{name} {value}\n" for name, value in settings.items())
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        os.fchmod(handle.fileno(), 0o600)
+        handle.write(text)
 
 
 def wait_for_port(port: int, process: subprocess.Popen, seconds: float = 20) -> None:
@@ -76,14 +112,15 @@ def _stop(processes: list[subprocess.Popen], grace: float = 70) -> None:
 
 
 def serve(settings: Settings) -> int:
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     settings.backup_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     write_config_snapshot(settings)
-    transit_key(settings)  # created once here, so the children never race to create it
+    transit_keys(settings)  # created once here, so the children never race to create it
     admin_password(settings)
     env = dict(os.environ)
     children: list[subprocess.Popen] = []
     if settings.redis_url is None:
-        redis_process, env["H4_REDIS_URL"] = start_private_redis(settings.data_dir)
+        redis_process, env["H4_REDIS_URL"] = start_private_redis(settings)
         children.append(redis_process)
     worker, beat, api = _child("worker", env), _child("beat", env), _child("api", env)
     # Stop the API first (no new work), then the worker (finish work), then Redis.

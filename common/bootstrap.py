@@ -9,17 +9,33 @@ import secrets
 from pathlib import Path
 
 from common.config import Settings
-from common.secrecy import check_password, hash_password, load_or_create_key_file
+from common.secrecy import check_password, hash_password
 from common.store import Store
+from common.transit import KeyFile, KeySource, StaticKeys, TransitSealer, create_key_file
 
 log = logging.getLogger("h4backup")
 
 ADMIN_ROLES = ["ADMINISTRATORS"]
+USER_ROLES = ["EVERYONE"]
 
 
-def transit_key(settings: Settings) -> bytes:
-    """The key sealing passwords in transit; every API and worker process must share it."""
-    return settings.transit_key or load_or_create_key_file(settings.data_dir / "transit.key")
+def transit_key_file(settings: Settings) -> Path:
+    """The keyring file: H4_TRANSIT_KEY_FILE, or the one generated into the data folder."""
+    return settings.transit_key_file or settings.data_dir / "transit.key"
+
+
+def transit_keys(settings: Settings) -> KeySource:
+    """The keys sealing passwords in transit; every API and worker process must share them."""
+    if settings.transit_keys:
+        return StaticKeys(settings.transit_keys)
+    path = transit_key_file(settings)
+    if settings.transit_key_file is None:
+        create_key_file(path)
+    return KeyFile(path)
+
+
+def transit_sealer(settings: Settings) -> TransitSealer:
+    return TransitSealer(transit_keys(settings))
 
 
 def admin_password_file(settings: Settings) -> Path:

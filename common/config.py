@@ -40,7 +40,8 @@ class Settings:
     sources: tuple[SourceSetting, ...]
     admin_user: str
     admin_password: str | None
-    transit_key: bytes | None
+    transit_keys: tuple[bytes, ...]
+    transit_key_file: Path | None
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
     session_idle_seconds: int = 1800
@@ -56,8 +57,17 @@ class Settings:
     login_failures_per_user: int = 5
     login_failures_per_address: int = 20
     login_window_seconds: int = 300
+    login_delay_ms: int = 250  # after a user's first failure; doubles with each one
+    login_delay_max_ms: int = 3000
     lease_seconds: int = 30
     max_attempts: int = 3
+    header_timeout_seconds: int = 10
+    client_idle_seconds: int = 30
+    body_timeout_seconds: int = 30
+    connections_per_address: int = 32
+    proxy_hops: int = 0
+    metrics_token: str | None = None
+    health_cache_seconds: float = 2.0
     debug: bool = False
     log_level: str = "INFO"
     extra: dict[str, str] = field(default_factory=dict)
@@ -121,22 +131,33 @@ def parse_sources(raw: str, name: str = "H4_SOURCES") -> tuple[SourceSetting, ..
     return tuple(sources)
 
 
-def _transit_key(env: Mapping[str, str]) -> bytes | None:
+def _transit_keys(env: Mapping[str, str]) -> tuple[bytes, ...]:
+    """H4_TRANSIT_KEY: one key, or several separated by commas (the sealing key first)."""
     raw = env.get("H4_TRANSIT_KEY", "").strip()
-    file_name = env.get("H4_TRANSIT_KEY_FILE", "").strip()
-    if file_name:
-        try:
-            raw = Path(file_name).read_text().strip()
-        except OSError as exc:
-            raise SettingsError("H4_TRANSIT_KEY_FILE", f"cannot read {file_name}: {exc}") from None
     if not raw:
-        return None
-    from common.secrecy import decode_key
+        return ()
+    from common.transit import parse_keyring
 
     try:
-        return decode_key(raw)
+        return parse_keyring(raw)
     except ValueError as exc:
         raise SettingsError("H4_TRANSIT_KEY", str(exc)) from None
+
+
+def _transit_key_file(env: Mapping[str, str]) -> Path | None:
+    """H4_TRANSIT_KEY_FILE: a keyring file, read again when it changes (rotation)."""
+    file_name = env.get("H4_TRANSIT_KEY_FILE", "").strip()
+    if not file_name:
+        return None
+    from common.transit import parse_keyring
+
+    try:
+        parse_keyring(Path(file_name).read_text())
+    except OSError as exc:
+        raise SettingsError("H4_TRANSIT_KEY_FILE", f"cannot read {file_name}: {exc}") from None
+    except ValueError as exc:
+        raise SettingsError("H4_TRANSIT_KEY_FILE", f"{file_name}: {exc}") from None
+    return Path(file_name)
 
 
 def _secret(env: Mapping[str, str], name: str) -> str | None:
@@ -176,7 +197,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         sources=sources or (SourceSetting("config", data_dir / "config"),),
         admin_user=admin_user,
         admin_password=_secret(env, "H4_ADMIN_PASSWORD"),
-        transit_key=_transit_key(env),
+        transit_keys=_transit_keys(env),
+        transit_key_file=_transit_key_file(env),
         host=env.get("H4_HOST", "127.0.0.1").strip() or "127.0.0.1",
         port=_int(env, "H4_PORT", DEFAULT_PORT, 1, 65535),
         session_idle_seconds=_int(env, "H4_SESSION_IDLE_SECONDS", 1800, 10, 7 * 24 * 3600),
@@ -191,8 +213,16 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         login_failures_per_user=_int(env, "H4_LOGIN_FAILURES_PER_USER", 5, 1, 10000),
         login_failures_per_address=_int(env, "H4_LOGIN_FAILURES_PER_ADDRESS", 20, 1, 100000),
         login_window_seconds=_int(env, "H4_LOGIN_WINDOW_SECONDS", 300, 1, 86400),
+        login_delay_ms=_int(env, "H4_LOGIN_DELAY_MS", 250, 0, 10000),
+        login_delay_max_ms=_int(env, "H4_LOGIN_DELAY_MAX_MS", 3000, 0, 30000),
         lease_seconds=_int(env, "H4_LEASE_SECONDS", 30, 3, 3600),
         max_attempts=_int(env, "H4_MAX_ATTEMPTS", 3, 1, 100),
+        header_timeout_seconds=_int(env, "H4_HEADER_TIMEOUT_SECONDS", 10, 1, 300),
+        client_idle_seconds=_int(env, "H4_CLIENT_IDLE_SECONDS", 30, 1, 3600),
+        body_timeout_seconds=_int(env, "H4_BODY_TIMEOUT_SECONDS", 30, 1, 3600),
+        connections_per_address=_int(env, "H4_CONNECTIONS_PER_ADDRESS", 32, 1, 100000),
+        proxy_hops=_int(env, "H4_PROXY_HOPS", 0, 0, 10),
+        metrics_token=_secret(env, "H4_METRICS_TOKEN"),
         debug=_bool(env, "H4_DEBUG"),
         log_level=level,
     )

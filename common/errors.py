@@ -79,6 +79,10 @@ class Conflict(H4Error):
     code, status, template = "Conflict", 409, "{0}"
 
 
+class RequestTimeout(H4Error):
+    code, status, template = "RequestTimeout", 408, "The request body arrived too slowly: {0}"
+
+
 class PayloadTooLarge(H4Error):
     code, status, template = "PayloadTooLarge", 413, "Request body is larger than {0} bytes."
 
@@ -136,6 +140,12 @@ class StorageFailure(H4Error):
     code, status, template = "StorageFailure", 500, "Could not write the backup file: {0}"
 
 
+class PasswordUnavailable(H4Error):
+    code, status = "PasswordUnavailable", 409
+    template = ("The task's password is no longer available ({0}); start the task again with "
+                "its password.")
+
+
 class WorkerLost(H4Error):
     code, status, template = "WorkerLost", 500, "The worker running this task was lost."
 
@@ -154,6 +164,16 @@ class BackupCorrupted(H4Error):
 
 class UnsafeArchiveMember(H4Error):
     code, status, template = "UnsafeArchiveMember", 422, "Refused archive member {0}: {1}"
+
+
+class ArchiveLimitExceeded(H4Error):
+    code, status = "ArchiveLimitExceeded", 422
+    template = "The backup file exceeds a limit on what a worker reads from it: {0}"
+
+
+class RestoreTooLarge(H4Error):
+    code, status = "RestoreTooLarge", 507
+    template = "The restore does not fit in {0}: {1}"
 
 
 # --- task warnings (non-fatal, listed on the task) ------------------------------------------

@@ -10,6 +10,20 @@ _QUEUE_MESSAGE = """
 if ARGV[1] ~= '' then redis.call('LPUSH', KEYS[#KEYS], ARGV[1]) end
 """
 
+# Stores a task's sealed password (ARGV[n]) for ARGV[n+1] seconds in Redis memory only: the
+# write is not propagated to the AOF or to replicas, so no file of Redis ever holds it (a
+# restart loses it, and a task that then needs it fails with PasswordUnavailable). Only an
+# AOF rewrite or RDB save taken while the task runs could capture it, still sealed.
+def _keep_in_memory(key: int, value: int) -> str:
+    return f"""
+if ARGV[{value}] ~= '' then
+  if redis.set_repl then redis.set_repl(redis.REPL_NONE) end
+  redis.call('SET', KEYS[{key}], ARGV[{value}], 'EX', ARGV[{value + 1}])
+  if redis.set_repl then redis.set_repl(redis.REPL_ALL) end
+end
+"""
+
+
 # KEYS: task, all tasks, user's tasks, backups, pending backups, backup->task, secret,
 #       running tasks, user's running tasks, metrics, [message queue]
 # ARGV: message ('' for none), quota, task id, start time, backup id, sealed password,
@@ -28,9 +42,8 @@ redis.call('SADD', KEYS[8], ARGV[3])
 redis.call('SADD', KEYS[9], ARGV[3])
 redis.call('SADD', KEYS[5], ARGV[5])
 redis.call('SET', KEYS[6], ARGV[3])
-if ARGV[6] ~= '' then redis.call('SET', KEYS[7], ARGV[6], 'EX', ARGV[7]) end
 redis.call('HINCRBY', KEYS[10], (redis.call('HGET', KEYS[1], 'type') or 'task') .. ':started', 1)
-""" + _QUEUE_MESSAGE + """
+""" + _keep_in_memory(7, 6) + _QUEUE_MESSAGE + """
 return {'created', ARGV[3]}
 """
 
@@ -48,23 +61,57 @@ redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[2])
 redis.call('SADD', KEYS[4], ARGV[2])
 redis.call('SADD', KEYS[5], ARGV[2])
-if ARGV[5] ~= '' then redis.call('SET', KEYS[6], ARGV[5], 'EX', ARGV[6]) end
 redis.call('HINCRBY', KEYS[7], (redis.call('HGET', KEYS[1], 'type') or 'task') .. ':started', 1)
-""" + _QUEUE_MESSAGE + """
+""" + _keep_in_memory(6, 5) + _QUEUE_MESSAGE + """
 return {'created', ARGV[2]}
 """
 
 # KEYS: session, then any rows to read along with it
-# ARGV: idle seconds
+# ARGV: idle seconds, the prefix of user keys
 # The session's fields, its idle timer restarted, then each row's fields: an authenticated
 # read in one round trip. Nothing but the empty session comes back without a session.
+# A session lives only as long as its user keeps the generation it was created under: any
+# change to the user (password, roles, deletion, revocation) ends it here, and it is deleted.
+# The user's key is known only once the session is read, so it is built here from the prefix:
+# fine on the one Redis the service uses, not on a cluster.
 TOUCH_SESSION = """
+local owner = redis.call('HMGET', KEYS[1], 'user', 'generation')
+if not owner[1] then return {{}} end
+local user = redis.call('HMGET', ARGV[2] .. owner[1], 'name', 'generation')
+if not user[1] or user[2] ~= owner[2] then
+  redis.call('DEL', KEYS[1])
+  return {{}}
+end
 local session = redis.call('HGETALL', KEYS[1])
-if #session == 0 then return {session} end
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 local rows = {session}
 for i = 2, #KEYS do rows[i] = redis.call('HGETALL', KEYS[i]) end
 return rows
+"""
+
+# KEYS: session, user
+# ARGV: digest, user name, roles, created, idle seconds, '1' to check the generation, the
+#       generation the user had when its password was checked
+# 1, or 0 without a session when the user changed since its password was checked (a login
+# racing a password change must not outlive it). The session keeps the user's generation.
+CREATE_SESSION = """
+local generation = redis.call('HGET', KEYS[2], 'generation')
+if ARGV[6] == '1' and (redis.call('EXISTS', KEYS[2]) == 0 or (generation or '') ~= ARGV[7])
+then return 0 end
+redis.call('HSET', KEYS[1], 'digest', ARGV[1], 'user', ARGV[2], 'roles', ARGV[3],
+           'created', ARGV[4])
+if generation then redis.call('HSET', KEYS[1], 'generation', generation) end
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+return 1
+"""
+
+# KEYS: user
+# ARGV: a new generation
+# Ends every session of an existing user, which keeps its password and roles; 0 without one.
+END_SESSIONS = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'generation', ARGV[1])
+return 1
 """
 
 PROGRESS = """

@@ -11,10 +11,13 @@ import socket
 from dataclasses import dataclass
 from functools import cache
 
-from common.bootstrap import transit_key
+from celery.signals import task_postrun
+
+from common import logs
+from common.bootstrap import transit_sealer
 from common.config import Settings, load_settings
-from common.secrecy import TransitSealer
 from common.store import Store
+from common.transit import TransitSealer
 
 
 @dataclass(frozen=True)
@@ -30,9 +33,16 @@ def _context_for(pid: int) -> WorkerContext:
     settings = load_settings()
     store = Store.from_url(settings.redis_url or "redis://127.0.0.1:6379/0",
                            settings.task_ttl_seconds)
-    return WorkerContext(settings, store, TransitSealer(transit_key(settings)),
+    return WorkerContext(settings, store, transit_sealer(settings),
                          f"{socket.gethostname()}:{pid}")
 
 
 def worker_context() -> WorkerContext:
     return _context_for(os.getpid())
+
+
+@task_postrun.connect
+def _forget_log_context(**_kwargs: object) -> None:
+    """A task's taskId, user and operationID must not mark the lines its process logs after
+    it; Celery sends this signal however the task ended (succeeded, failed, retried)."""
+    logs.clear()

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from common.errors import BackupNotFound, GeneralServerFailure
+from common.errors import BackupNotFound, GeneralServerFailure, PasswordUnavailable
 from common.tasks import backup_file_name
 from worker.context import WorkerContext
 from worker.pipeline import BackupJob, run_backup
@@ -46,14 +46,13 @@ def secrets_of(ctx: WorkerContext, task: Task) -> dict[str, str]:
     sealed = patiently(lambda: ctx.store.sealed_password(task["id"]))
     if sealed is None:
         if int(task.get("encrypted") or 0) and not task.get("recipients"):
-            raise GeneralServerFailure(msg="The task's password is no longer available.")
+            # Sealed passwords live in Redis memory only: a Redis restart drops them.
+            raise PasswordUnavailable("Redis restarted, or the task outlived it")
         return {}
     try:
         opened = ctx.sealer.open(sealed, task["id"])
-    except ValueError:
-        raise GeneralServerFailure(
-            msg="The task's password cannot be opened: API and workers use different "
-                "transit keys (H4_TRANSIT_KEY).") from None
+    except ValueError as exc:
+        raise PasswordUnavailable(str(exc)) from None
     try:
         return json.loads(opened)
     except ValueError:

@@ -11,17 +11,44 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from common.config import Settings
 from common.errors import BackupQuotaExceeded, H4Error, TooManyTasks
 from common.schedules import is_due
 from common.store import Store, now_ms
-from common.tasks import SECRET_TTL_SECONDS, new_backup_task
+from common.tasks import SCHEDULE_TICK, SECRET_TTL_SECONDS, new_backup_task
 
 log = logging.getLogger("h4backup.worker")
 
 SCHEDULER_USER = "scheduler"
+# Where Celery logs, at INFO, each task beat sends and each task a worker receives and ends.
+CELERY_TASK_LOGGERS = ("celery.beat", "celery.worker.strategy", "celery.app.trace")
+
+
+class TickAtDebug(logging.Filter):
+    """Celery's INFO lines about the tick become DEBUG lines: at one tick a second they would
+    be three INFO lines a second (about 260,000 a day) that say nothing happened."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.INFO or not _about_tick(record):
+            return True
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+
+
+def _about_tick(record: logging.LogRecord) -> bool:
+    args = record.args
+    values = args.values() if isinstance(args, Mapping) else args or ()
+    return SCHEDULE_TICK in values
+
+
+def log_ticks_at_debug() -> None:
+    """Install TickAtDebug on Celery's task loggers, once; worker and beat call it at start."""
+    for name in CELERY_TASK_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, TickAtDebug) for f in logger.filters):
+            logger.addFilter(TickAtDebug())
 
 
 def tick(store: Store, settings: Settings, send: Callable[[str, str], None],

@@ -169,6 +169,12 @@ class Service:
     def logs(self) -> str:
         return "".join(p.read_text(errors="replace") for p in sorted(self.log_dir.glob("*.log")))
 
+    def command(self, *args: str, **env: str) -> subprocess.CompletedProcess:
+        """`h4backup ARGS` run on the server with this service's settings, `env` on top."""
+        return subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=REPO,
+                              env={**self.env(), **env}, capture_output=True, text=True,
+                              timeout=120, stdin=subprocess.DEVNULL)
+
     # --- a client, as a vCDA caller would be ---------------------------------------------
 
     def login(self, user: str = "admin", password: str | None = None) -> requests.Session:

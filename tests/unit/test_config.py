@@ -57,5 +57,5 @@ def test_serve_without_redis_server_says_how_to_get_one(tmp_path, monkeypatch):
 
     monkeypatch.setattr(serve.shutil, "which", lambda _name: None)
     with pytest.raises(SystemExit) as stopped:
-        serve.start_private_redis(tmp_path)
+        serve.start_private_redis(load_settings({"H4_DATA_DIR": str(tmp_path)}))
     assert "apt-get install redis-server" in str(stopped.value.code)

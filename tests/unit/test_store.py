@@ -209,6 +209,7 @@ def test_task_over_the_user_cap_queues_nothing(store):
 
 
 def test_session_and_task_read_together_restart_the_idle_timer(store):
+    store.put_user("admin", "x", ["ADMINISTRATORS"])
     row, _ = _create(store)
     store.create_session("d1", "admin", ["ADMINISTRATORS"], idle=30)
     store.redis.expire("h4:session:d1", 5)
@@ -224,6 +225,7 @@ def test_no_task_comes_back_without_a_session(store):
 
 
 def test_session_with_a_missing_task_gives_no_task(store):
+    store.put_user("admin", "x", ["ADMINISTRATORS"])
     store.create_session("d1", "admin", ["ADMINISTRATORS"], idle=30)
     session, task = store.touch_session_and_get_task("d1", 30, "no-such-task")
     assert session["user"] == "admin" and task is None
