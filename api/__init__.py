@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Flask, g, request
 from flask_smorest import Api
 
 from api import errors, media
+from api.health import HealthCache
 from api.schemas import ApiErrorSchema
 from common import logs
 from common.bootstrap import ensure_admin, transit_sealer
@@ -29,6 +30,7 @@ class Services:
     store: Store
     sealer: TransitSealer
     dispatcher: Any
+    health: HealthCache = field(default_factory=HealthCache)
 
 
 class H4Api(Api):

@@ -1,4 +1,8 @@
-"""GET /metrics in the Prometheus text format.
+"""GET /metrics in the Prometheus text format, for a scraper with the token or an administrator.
+
+Prometheus sends `Authorization: Bearer <H4_METRICS_TOKEN>` (`authorization:` in its scrape
+config); an administrator's X-VCAV-Auth session works too. Anyone else gets a 401 ApiError:
+the figures tell an attacker when backups run and how large they are.
 
 Request counts and latencies are kept per API process (prometheus_client's multiprocess mode
 under gunicorn, where PROMETHEUS_MULTIPROC_DIR is set); task figures come from Redis, where
@@ -7,6 +11,7 @@ every API and worker process adds to them, together with the queue depth and run
 
 from __future__ import annotations
 
+import hmac
 import os
 import time
 
@@ -21,8 +26,10 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
+from api.auth import current_caller
 from common import task_metrics
 from common.celery_app import QUEUE
+from common.errors import NotAuthenticated
 
 blp = Blueprint("metrics", __name__)
 
@@ -90,8 +97,22 @@ def instrument(app: Flask) -> None:
         return response
 
 
+def _scraper_allowed() -> bool:
+    token = current_app.extensions["h4"].settings.metrics_token
+    offered = request.headers.get("Authorization", "")
+    if token and hmac.compare_digest(offered.encode(), f"Bearer {token}".encode()):
+        return True
+    try:
+        return current_caller().is_admin
+    except NotAuthenticated:
+        return False
+
+
 @blp.route("/metrics")
 def metrics() -> Response:
+    if not _scraper_allowed():
+        raise NotAuthenticated(msg="Metrics need the bearer token (H4_METRICS_TOKEN) or an "
+                                   "administrator's session.")
     registry = CollectorRegistry()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         multiprocess.MultiProcessCollector(registry)

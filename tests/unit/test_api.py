@@ -222,6 +222,6 @@ def test_health_with_an_answering_worker_is_200(client, store, monkeypatch):
         store.record_pong(nonce, "host:1")
 
     monkeypatch.setattr(store, "enqueue", queue_and_answer)
-    response = client.get("/health")
+    response = client.get("/health", headers=login(client))
     assert response.status_code == 200
     assert response.get_json()["workers"]["answeredBy"] == "host:1"

@@ -14,9 +14,9 @@ def _sample(text: str, prefix: str) -> float:
 def test_metrics_count_requests_and_tasks(client):
     headers = login(client)
     posted = 'h4_http_requests_total{method="POST",route="/backups",status="202"}'
-    before = _sample(client.get("/metrics").get_data(as_text=True), posted)
+    before = _sample(client.get("/metrics", headers=headers).get_data(as_text=True), posted)
     client.post("/backups", json={}, headers=headers)
-    text = client.get("/metrics").get_data(as_text=True)
+    text = client.get("/metrics", headers=headers).get_data(as_text=True)
     assert _sample(text, posted) == before + 1
     assert 'h4_tasks_total{event="started",kind="backup"} 1.0' in text
     assert "h4_tasks_running 1.0" in text and "h4_queue_depth" in text
