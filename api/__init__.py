@@ -8,6 +8,7 @@ from typing import Any
 
 from flask import Flask, g, request
 from flask_smorest import Api
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from api import errors, media
 from api.health import HealthCache
@@ -58,9 +59,18 @@ def create_app(settings: Settings | None = None, store: Store | None = None,
         dispatcher = CeleryDispatcher(make_celery(settings))
     app.extensions["h4"] = Services(settings, store, transit_sealer(settings), dispatcher)
     ensure_admin(store, settings)
+    _trust_proxies(app, settings.proxy_hops)
     _register_hooks(app, settings)
     _register_blueprints(app)
     return app
+
+
+def _trust_proxies(app: Flask, hops: int) -> None:
+    """Behind H4_PROXY_HOPS proxies, the client's address, scheme and host are the ones they
+    forward (X-Forwarded-For/Proto/Host): login throttling sees the real client, links say
+    https. Without the setting those headers are ignored, so no client can forge them."""
+    if hops:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
 
 
 def _flask_config(settings: Settings) -> dict[str, Any]:

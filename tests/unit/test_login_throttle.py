@@ -63,3 +63,24 @@ def test_a_successful_login_clears_the_delay(client, pauses):
     assert _login(client, ADMIN_PASSWORD, address=OWNER).status_code == 200
     _login(client, ADMIN_PASSWORD, address=OWNER)
     assert pauses == [0.25]
+
+
+def test_behind_a_trusted_proxy_the_forwarded_address_is_throttled(settings, store, dispatcher,
+                                                                 pauses):
+    import dataclasses
+
+    from api import create_app
+
+    app = create_app(dataclasses.replace(settings, proxy_hops=1), store=store,
+                     dispatcher=dispatcher)
+    client = app.test_client()
+    bad = {"type": "localUser", "localUser": "admin", "localPassword": "wrong"}
+    for _ in range(20):
+        client.post("/sessions", json=bad, headers={"X-Forwarded-For": "203.0.113.9"},
+                    environ_base={"REMOTE_ADDR": "10.0.0.1"})
+    refused = client.post("/sessions", json=bad, headers={"X-Forwarded-For": "203.0.113.9"},
+                          environ_base={"REMOTE_ADDR": "10.0.0.1"})
+    other_client = client.post("/sessions", json=bad,
+                               headers={"X-Forwarded-For": "198.51.100.7"},
+                               environ_base={"REMOTE_ADDR": "10.0.0.1"})
+    assert refused.status_code == 429 and other_client.status_code == 401
