@@ -114,6 +114,9 @@ def _register_hooks(app: Flask, settings: Settings) -> None:
         if g.get("operation_id"):
             response.headers[OPERATION_ID] = g.operation_id
         request_log.info("%s %s %s", request.method, request.path, response.status_code)
+        if response.status_code == 204:  # no content, so no content type either
+            response.headers.pop("Content-Type", None)
+            return response
         return media.use_vendor_type(response)
 
 

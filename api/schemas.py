@@ -24,9 +24,26 @@ class ApiErrorSchema(ma.Schema):
     stacktrace = fields.String(metadata={"description": "Exception stacktrace (debug mode only)."})
 
 
+LOGIN_TYPES = ("localUser",)
+# Types a vCDA appliance knows that need a Cloud Director or SSO behind them.
+OTHER_VCDA_LOGIN_TYPES = ("vcdCookie", "vcdCredentials", "ssoUser")
+
+
 class SessionRequestSchema(StrictSchema):
-    type = fields.String(required=True, validate=validate.OneOf(["localUser"]),
+    type = fields.String(required=True, validate=validate.OneOf(LOGIN_TYPES),
                          metadata={"description": "Only local users are supported."})
+
+    @ma.pre_load
+    def _supported_type(self, data, **_kwargs):
+        """One clear answer for another login type, before its own fields are refused."""
+        kind = data.get("type") if isinstance(data, dict) else None
+        if isinstance(kind, str) and kind not in LOGIN_TYPES:
+            known = " (a vCDA login type)" if kind in OTHER_VCDA_LOGIN_TYPES else ""
+            raise ma.ValidationError(
+                f"login type {kind[:64]!r}{known} is not supported; this service supports: "
+                f"{', '.join(LOGIN_TYPES)}", field_name="type")
+        return data
+
     localUser = fields.String(required=True, validate=validate.Length(1, 256))
     localPassword = fields.String(required=True, validate=validate.Length(0, 1024),
                                   load_only=True)

@@ -225,3 +225,17 @@ def test_health_with_an_answering_worker_is_200(client, store, monkeypatch):
     response = client.get("/health", headers=login(client))
     assert response.status_code == 200
     assert response.get_json()["workers"]["answeredBy"] == "host:1"
+
+
+@pytest.mark.parametrize("kind", ["vcdCookie", "vcdCredentials", "ssoUser", "other"])
+def test_other_login_types_are_a_400_naming_the_supported_ones(client, kind):
+    response = client.post("/sessions", json={"type": kind, "vcdCookie": "x", "org": "o"})
+    body = _api_error(response, 400, "BadUserInput")
+    assert "supports: localUser" in body["msg"] and kind in body["msg"]
+
+
+def test_logout_is_204_without_a_content_type(client):
+    headers = login(client)
+    response = client.delete("/sessions", headers=headers)
+    assert response.status_code == 204 and "Content-Type" not in response.headers
+    assert response.data == b""
