@@ -15,9 +15,10 @@ from collections.abc import Callable
 from cli.errors import STDOUT_CLOSED, ClientError
 from cli.passwords import LOGIN_PASSWORD_ENV, add_backup_password_options, refuse_password_argument
 
-DEFAULT_URL = "http://127.0.0.1:8046"
+DEFAULT_URL = "https://127.0.0.1:8046"
 TASK_STATES = ("RUNNING", "SUCCEEDED", "FAILED")
 ASK = "a prompt on a terminal, or exit code 2 without one"
+LOGIN_TRUST = "the system's CAs (or $REQUESTS_CA_BUNDLE); the choice is saved with the session"
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -58,8 +59,24 @@ def _command(group: argparse._SubParsersAction, name: str, handler: str,
     # No abbreviations: `--password x` must be refused, not read as `--password-file x`.
     parser = group.add_parser(name, help=help_text, description=help_text, allow_abbrev=False)
     json_flag(parser)
+    _trust_options(parser, LOGIN_TRUST if name == "login" else "the choice saved at login")
     parser.set_defaults(run=_handler(handler))
     return parser
+
+
+def _trust_options(parser: argparse.ArgumentParser, otherwise: str) -> None:
+    group = parser.add_argument_group(
+        "server certificate", "How the server is authenticated. Without either option: "
+        f"$H4_CA_CERT or $H4_FINGERPRINT, else {otherwise}.")
+    choice = group.add_mutually_exclusive_group()
+    choice.add_argument("--ca-cert", metavar="FILE",
+                        help="CA certificates to check the server's certificate against, as "
+                             "curl --cacert: a CA bundle, or the server's own certificate "
+                             "(<data dir>/tls/cert.pem)")
+    choice.add_argument("--fingerprint", metavar="SHA256",
+                        help="accept only the server certificate with this SHA-256 "
+                             "fingerprint (as `h4backup serve` prints it; colons optional); "
+                             "its signer and host names are then not checked")
 
 
 def uuid_text(text: str) -> str:

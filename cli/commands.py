@@ -3,41 +3,80 @@
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from cli import task_view
-from cli.errors import NOT_FOUND, OK, ClientError
+from cli.errors import NOT_FOUND, OK, USAGE, ClientError
 from cli.output import Output, human_bytes, short_hash, when
 from cli.passwords import backup_password, login_password
-from cli.remote import Api, ApiRequestError
+from cli.remote import (
+    Api,
+    ApiRequestError,
+    Trust,
+    ca_cert_file,
+    fingerprint_text,
+    plain_http_warning,
+)
 from cli.session import Session, load_session, remove_session, save_session
 from cli.transfer import download, resolve_target
 
 
 def _connect(args: argparse.Namespace) -> tuple[Api, Output]:
-    session = load_session()
-    return Api(session.url, session.token), Output(args.json)
+    session, output = load_session(), Output(args.json)
+    return _open(output, session.url, session.token, _trust(args) or session.trust), output
+
+
+def _open(output: Output, url: str, token: str | None, trust: Trust) -> Api:
+    warning = plain_http_warning(url)
+    if warning:
+        output.note(warning)
+    return Api(url, token, trust)
+
+
+def _trust(args: argparse.Namespace) -> Trust | None:
+    """--ca-cert or --fingerprint, else $H4_CA_CERT or $H4_FINGERPRINT; None: none chosen."""
+    ca_cert, pin = args.ca_cert, args.fingerprint
+    if ca_cert is None and pin is None:
+        ca_cert, pin = os.environ.get("H4_CA_CERT"), os.environ.get("H4_FINGERPRINT")
+        if ca_cert and pin:
+            raise ClientError("set H4_CA_CERT or H4_FINGERPRINT, not both", USAGE)
+    try:
+        if pin:
+            return Trust(fingerprint=fingerprint_text(pin))
+        return Trust(ca_cert=ca_cert_file(ca_cert)) if ca_cert else None
+    except ValueError as exc:
+        raise ClientError(str(exc), USAGE) from None
 
 
 def login(args: argparse.Namespace) -> int:
     output = Output(args.json)
-    _warn_if_plain_http(output, args.url)
-    password = login_password(args)
-    details, token = Api(args.url).login(args.user, password)
-    path = save_session(Session(args.url.rstrip("/"), token, details.get("user", args.user)))
-    output.note(f"logged in to {args.url} as {details.get('user')} "
+    url = _service_url(args.url)
+    trust = _trust(args) or Trust()
+    api = _open(output, url, None, trust)
+    details, token = api.login(args.user, login_password(args))
+    path = save_session(Session(url, token, details.get("user", args.user), trust))
+    output.note(f"logged in to {url} as {details.get('user')} "
                 f"({', '.join(details.get('roles', []))}); session saved in {path}")
     if args.json:
         output.emit(details)
     return OK
 
 
-def _warn_if_plain_http(output: Output, url: str) -> None:
-    parts = urlsplit(url)
-    if parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
-        output.note(f"warning: {url} is plain HTTP; the password and the session token "
-                    "cross the network unencrypted")
+def _service_url(text: str) -> str:
+    parts = urlsplit(text)
+    if parts.scheme not in ("https", "http") or not parts.hostname or not _port_ok(parts):
+        raise ClientError(f"--url must be https://HOST[:PORT] (or http:// with H4_TLS=off): "
+                          f"{text!r}", USAGE)
+    return text.rstrip("/")
+
+
+def _port_ok(parts: SplitResult) -> bool:
+    try:
+        return parts.port is None or parts.port > 0
+    except ValueError:
+        return False
 
 
 def logout(args: argparse.Namespace) -> int:
@@ -47,8 +86,10 @@ def logout(args: argparse.Namespace) -> int:
     except ClientError:
         output.note("not logged in")
         return OK
+    trust = _trust(args) or session.trust
     try:
-        Api(session.url, session.token).call("DELETE", "/sessions", expect=(204, 401))
+        _open(output, session.url, session.token, trust).call("DELETE", "/sessions",
+                                                              expect=(204, 401))
     finally:
         # Even when the server cannot be told, the token must not stay on this machine.
         remove_session()

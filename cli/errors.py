@@ -8,6 +8,8 @@ OK = 0
 FAILED = 1
 USAGE = 2
 NOT_AUTHENTICATED = 3
+# The same failure the other way round: the server could not be authenticated.
+SERVER_NOT_TRUSTED = NOT_AUTHENTICATED
 NOT_FOUND = 4
 UNREACHABLE = 5
 INTERRUPTED = 130
@@ -18,7 +20,8 @@ exit codes:
   0    success
   1    the operation failed (task FAILED, SHA-512 mismatch, request refused)
   2    usage error (bad arguments, no password source)
-  3    not logged in, session expired or authentication failed
+  3    not logged in, session expired or authentication failed; or the server's
+       certificate is not trusted or does not match --fingerprint
   4    not found (backup, task, or a route this server does not offer)
   5    server or network unreachable, or a server-side error (HTTP 5xx)
   130  interrupted (Ctrl-C); a server task keeps running: see `h4backup task show ID --wait`

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable
 from typing import Any
@@ -99,7 +100,22 @@ def run_api(settings: Settings, workers: int) -> int:
 def _serve(settings: Settings, host: str, workers: int) -> None:
     GunicornServer({
         **serving_options(f"{host}:{settings.port}", workers, settings),
+        **_tls_options(settings),
         "loglevel": settings.log_level.lower(),
         "logconfig_dict": _json_logging(settings.log_level),
         "child_exit": _child_exit,
     }, _wsgi_app).run()
+
+
+def _tls_options(settings: Settings) -> dict[str, object]:
+    """HTTPS with the administrator's or the generated certificate, unless H4_TLS=off."""
+    if not settings.tls:
+        return {}
+    from cli.tls import fingerprint, server_context, tls_files
+
+    files = tls_files(settings)
+    print(f"h4backup: HTTPS certificate {files.cert}\n"
+          f"h4backup: its SHA-256 fingerprint is {fingerprint(files.cert)}",
+          file=sys.stderr, flush=True)
+    return {"certfile": str(files.cert), "keyfile": str(files.key),
+            "ssl_context": lambda _config, _default: server_context(files)}

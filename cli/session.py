@@ -1,4 +1,5 @@
-"""The client's saved login: `{url, user, token}` in a file only its owner can read."""
+"""The client's saved login: `{url, token, user}`, and the server certificate's trust chosen
+at login (`ca_cert` or `fingerprint`), in a file only its owner can read."""
 
 from __future__ import annotations
 
@@ -6,10 +7,12 @@ import json
 import os
 import stat
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cli.errors import NOT_AUTHENTICATED, ClientError
+from cli.remote import Trust, fingerprint_text
 
 FILE_MODE = 0o600
 FOLDER_MODE = 0o700
@@ -20,6 +23,13 @@ class Session:
     url: str
     token: str
     user: str = ""
+    trust: Trust = field(default_factory=Trust)
+
+    def as_json(self) -> dict[str, str]:
+        """Flat, and the trust only when one was chosen: `{url, token, user}` otherwise."""
+        saved = {"ca_cert": self.trust.ca_cert, "fingerprint": self.trust.fingerprint}
+        return {"url": self.url, "token": self.token, "user": self.user,
+                **{name: value for name, value in saved.items() if value}}
 
 
 def session_path() -> Path:
@@ -39,7 +49,7 @@ def save_session(session: Session, path: Path | None = None) -> Path:
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(asdict(session), handle)
+            json.dump(session.as_json(), handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
@@ -68,10 +78,19 @@ def load_session(path: Path | None = None) -> Session:
     _warn_if_readable_by_others(path)
     try:
         data = json.loads(text)
-        return Session(url=data["url"], token=data["token"], user=data.get("user", ""))
-    except (ValueError, KeyError, TypeError):
+        return Session(url=data["url"], token=data["token"], user=data.get("user", ""),
+                       trust=_saved_trust(data))
+    except (ValueError, KeyError, TypeError, AttributeError):
         raise ClientError(f"the session file {path} is damaged: run `h4backup login` again",
                           NOT_AUTHENTICATED) from None
+
+
+def _saved_trust(data: dict[str, Any]) -> Trust:
+    """Checked again: a hand-edited fingerprint must fail here, not as a TLS error."""
+    if data.get("fingerprint"):
+        return Trust(fingerprint=fingerprint_text(data["fingerprint"]))
+    # The CA file itself is looked for when it is used; it may be restored by then.
+    return Trust(ca_cert=str(data["ca_cert"])) if data.get("ca_cert") else Trust()
 
 
 def _warn_if_readable_by_others(path: Path) -> None:

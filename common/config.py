@@ -66,7 +66,11 @@ class Settings:
     body_timeout_seconds: int = 30
     connections_per_address: int = 32
     proxy_hops: int = 0
+    tls: bool = True
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
     metrics_token: str | None = None
+    site_name: str = "h4backup"  # the one local site of GET /sites
     health_cache_seconds: float = 2.0
     debug: bool = False
     log_level: str = "INFO"
@@ -160,6 +164,31 @@ def _transit_key_file(env: Mapping[str, str]) -> Path | None:
     return Path(file_name)
 
 
+def _tls_on(env: Mapping[str, str]) -> bool:
+    """HTTPS unless H4_TLS=off (plain HTTP, for behind a TLS-terminating proxy)."""
+    raw = env.get("H4_TLS", "").strip().lower()
+    if raw in ("", "on", "true", "1", "yes"):
+        return True
+    if raw in ("off", "false", "0", "no"):
+        return False
+    raise SettingsError("H4_TLS", f"use on or off, not {raw!r}")
+
+
+def _tls_files(env: Mapping[str, str]) -> dict[str, Path | None]:
+    """H4_TLS_CERT_FILE and H4_TLS_KEY_FILE: both or neither, both readable."""
+    names = ("H4_TLS_CERT_FILE", "H4_TLS_KEY_FILE")
+    given = {name: env.get(name, "").strip() for name in names}
+    if not any(given.values()):
+        return {"tls_cert_file": None, "tls_key_file": None}
+    for name, value in given.items():
+        if not value:
+            raise SettingsError(name, "is needed too when the other TLS file is given")
+        if not os.access(value, os.R_OK):
+            raise SettingsError(name, f"cannot read {value}")
+    return {"tls_cert_file": Path(given["H4_TLS_CERT_FILE"]),
+            "tls_key_file": Path(given["H4_TLS_KEY_FILE"])}
+
+
 def _secret(env: Mapping[str, str], name: str) -> str | None:
     """A secret from NAME or from the file named by NAME_FILE (docker secrets)."""
     file_name = env.get(f"{name}_FILE", "").strip()
@@ -188,6 +217,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     admin_user = env.get("H4_ADMIN_USER", "admin").strip() or "admin"
     if not re.match(r"^[A-Za-z0-9_.@-]{1,64}$", admin_user):
         raise SettingsError("H4_ADMIN_USER", "use letters, digits and _.@- only")
+    site_name = env.get("H4_SITE_NAME", "h4backup").strip() or "h4backup"
+    if not re.match(r"^[A-Za-z0-9_.-]{1,64}$", site_name):
+        raise SettingsError("H4_SITE_NAME", "use letters, digits and _.- only (at most 64)")
     sources = parse_sources(env.get("H4_SOURCES", ""))
     return Settings(
         redis_url=_redis_url(env),
@@ -222,7 +254,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         body_timeout_seconds=_int(env, "H4_BODY_TIMEOUT_SECONDS", 30, 1, 3600),
         connections_per_address=_int(env, "H4_CONNECTIONS_PER_ADDRESS", 32, 1, 100000),
         proxy_hops=_int(env, "H4_PROXY_HOPS", 0, 0, 10),
+        tls=_tls_on(env),
+        **_tls_files(env),
         metrics_token=_secret(env, "H4_METRICS_TOKEN"),
+        site_name=site_name,
         debug=_bool(env, "H4_DEBUG"),
         log_level=level,
     )

@@ -117,7 +117,7 @@ class Service:
             "H4_SOURCES": ",".join(f"{n}={p}" for n, p in self.sources.items()),
             "H4_ADMIN_USER": "admin", "H4_ADMIN_PASSWORD": self.admin_password,
             "H4_TRANSIT_KEY": base64.urlsafe_b64encode(b"k" * 32).decode().rstrip("="),
-            "H4_LOG_LEVEL": "DEBUG", "PYTHONUNBUFFERED": "1",
+            "H4_LOG_LEVEL": "DEBUG", "PYTHONUNBUFFERED": "1", "H4_TLS": "off",
         })
         env.update(self.extra_env)
         return env

@@ -1,11 +1,13 @@
 """A fake h4backup service on 127.0.0.1 for the client's unit tests: just enough of the API
-(backup list, ranged download, a task that ends, restore/verify routes on demand)."""
+(login, backup list, ranged download, a task that ends, restore/verify routes on demand),
+over plain HTTP or, given an SSL context, HTTPS."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -61,6 +63,8 @@ class FakeService(BaseHTTPRequestHandler):
     do_HEAD = do_GET
 
     def do_POST(self) -> None:
+        if self.path == "/sessions":
+            return self._login()
         if not self._authorized():
             return
         if self.path.endswith(("/verify", "/restore")) and not self.state["part_b"]:
@@ -72,6 +76,12 @@ class FakeService(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         if self._authorized():
             self._send(204, b"")
+
+    def _login(self) -> None:
+        self.state["requests"].append((self.command, self.path, dict(self.headers)))
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self._send(200, json.dumps({"user": "admin", "roles": ["ADMINISTRATORS"]}).encode(),
+                   {"Content-Type": "application/json", "X-VCAV-Auth": TOKEN})
 
     def _file(self) -> None:
         body = self.state["served"]
@@ -95,10 +105,14 @@ def task(state: str, progress: int, error: dict | None = None) -> dict:
                              "resourceId": BACKUP_ID}}
 
 
-def start(state: dict) -> ThreadingHTTPServer:
+def start(state: dict, tls: ssl.SSLContext | None = None) -> ThreadingHTTPServer:
     """Serve `state` (shared with the test, which changes it between requests)."""
     handler = type("Handler", (FakeService,), {"state": state})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    if tls is not None:
+        # The handshake runs in accept(); one a client refuses only drops that connection.
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
-    state["url"] = f"http://127.0.0.1:{server.server_address[1]}"
+    scheme = "https" if tls else "http"
+    state["url"] = f"{scheme}://127.0.0.1:{server.server_address[1]}"
     return server
