@@ -7,7 +7,8 @@ Run it through h4-entrypoint, so that H4_REDIS_URL carries the Redis password. W
 it is read from the container's main process (`h4backup api`, `h4backup worker`, ...,
 `celery ... flower`). Exit 0 when healthy, 1 when not, with one line saying why.
 
-- api:    GET /health answers 200: Redis answers and a worker took a ping task in time.
+- api:    GET /health answers 200 (over TLS, the API's certificate pinned, unless
+          H4_TLS=off): Redis answers and a worker took a ping task in time.
 - worker: this container's Celery worker answers a remote-control ping. Its node name comes
           from the worker's command line (`--name`, `%h` expanded) unless --node gives it.
 - beat:   Redis answers and the beat schedule file was written recently (beat rewrites it
@@ -125,12 +126,50 @@ def local_host(host: str) -> str:
     return "127.0.0.1" if host in ("", "0.0.0.0", "::", "[::]") else host
 
 
+def api_certificate() -> Path | None:
+    """The certificate the API serves, unless it speaks plain HTTP (H4_TLS=off)."""
+    from common.config import load_settings  # reads the settings, as the API does
+
+    settings = load_settings()
+    if not settings.tls:
+        return None
+    return settings.tls_cert_file or settings.data_dir / "tls" / "cert.pem"
+
+
+def https_get(host: str, port: int, path: str, certificate: Path, timeout: float,
+              accept: str) -> tuple[int, str]:
+    """GET over TLS, accepting exactly the certificate the API was given (a pin): the probe
+    runs beside the API, so whatever address it dials, that is the certificate to see."""
+    import http.client
+    import ssl
+
+    expected = ssl.PEM_cert_to_DER_cert(certificate.read_text())
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    connection = http.client.HTTPSConnection(host, port, timeout=timeout, context=context)
+    try:
+        connection.connect()
+        if connection.sock.getpeercert(binary_form=True) != expected:
+            raise Unhealthy(f"the API on port {port} serves another certificate than {certificate}")
+        connection.request("GET", path, headers={"Accept": accept})
+        response = connection.getresponse()
+        return response.status, response.read(4096).decode(errors="replace")
+    except OSError as exc:
+        raise Unhealthy(f"https://{host}:{port}{path}: {exc}") from None
+    finally:
+        connection.close()
+
+
 def check_api(port: int | None) -> str:
     host = local_host(os.environ.get("H4_HOST", "").strip())
     port = port or int(os.environ.get("H4_PORT", "").strip() or 8046)
     netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    status, body = http_get(f"http://{netloc}/health", timeout=8,
-                            accept=f"{VENDOR_JSON};charset=UTF-8")
+    accept = f"{VENDOR_JSON};charset=UTF-8"
+    certificate = api_certificate()
+    if certificate is None:
+        status, body = http_get(f"http://{netloc}/health", timeout=8, accept=accept)
+    else:
+        status, body = https_get(host, port, "/health", certificate, timeout=8, accept=accept)
     if status != 200:
         raise Unhealthy(f"GET /health answered {status}: {body[:300]}")
     return "api answers /health"

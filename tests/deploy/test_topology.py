@@ -223,7 +223,8 @@ def topology(tmp_path):
         redis_server.stop()
 
 
-def test_compose_topology_runs_a_backup_that_flower_shows_without_secrets(topology):
+def test_compose_topology_runs_a_backup_that_flower_shows_without_secrets(topology,
+                                                                          monkeypatch):
     port = topology.redis.port
     client = redis.Redis.from_url(topology.redis.url, decode_responses=True)
 
@@ -243,9 +244,13 @@ def test_compose_topology_runs_a_backup_that_flower_shows_without_secrets(topolo
                           capture_output=True).returncode != 0
 
     topology.start_all()
-    api, flower = f"http://127.0.0.1:{topology.api_port}", \
+    api, flower = f"https://127.0.0.1:{topology.api_port}", \
         f"http://127.0.0.1:{topology.flower_port}"
     auth = (FLOWER_USER, FLOWER_PASSWORD)
+    # The API speaks HTTPS with the certificate it generated into its data volume at start.
+    certificate = topology.root / "data" / "tls" / "cert.pem"
+    wait_until(certificate.exists, 60, "the API's certificate", interval=0.2)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(certificate))
 
     def answers(url: str) -> bool:
         assert not topology.died(), f"{topology.died()} exited:\n{topology.log_text()[-6000:]}"
