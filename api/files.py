@@ -1,20 +1,35 @@
-"""Backup files leaving the service: downloads (whole or by range), cookies, and deletion."""
+"""Backup files leaving the service: downloads (whole or by range), cookies, and deletion;
+and the framing check of a file arriving by import, before it may take a quota slot."""
 
 from __future__ import annotations
 
+import io
 import logging
+import tarfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
+import zstandard
 from flask import Response, current_app, g, send_file
 
 from api.auth import current_caller
 from common import tasks
-from common.errors import BackupNotFound, InvalidDownloadCookie, StorageFailure
+from common.errors import BackupNotFound, BadUserInput, InvalidDownloadCookie, StorageFailure
 from common.secrecy import new_token, token_digest
+from worker.age import AgeError, AgeNoMatch, AgeReader, generate_x25519_identity
 
 log = logging.getLogger("h4backup.api")
 
 COOKIE_TTL_SECONDS = 60
+AGE_MAGIC = b"age-encryption.org/v1\n"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+# A compressed zstd block holds at most 128 KiB, so this much of a plain backup holds the
+# first block, and in it the first tar header.
+_ZSTD_HEAD = 256 << 10
+# An age payload: a 16-byte nonce, then chunks of 64 KiB sealed with a 16-byte tag each.
+_AGE_NONCE, _AGE_TAG = 16, 16
+_AGE_SEALED_CHUNK = (64 << 10) + _AGE_TAG
 
 
 def _services():
@@ -90,3 +105,99 @@ def _remove_file(services, task_id: str, path: Path) -> None:
         services.store.fail(task_id, StorageFailure(exc.strerror).to_api_error())
         return
     services.store.succeed(task_id, None, None)
+
+
+# --- imported files --------------------------------------------------------------------------
+
+class Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class UploadHead:
+    """The first bytes of an upload, read and checked, and what they say of the rest."""
+
+    data: bytes
+    encrypted: bool
+    header_size: int = 0  # of the age header; 0 for a plain backup
+
+    def check_size(self, size: int) -> None:
+        """Refuses an age file whose payload cannot be whole: a nonce, then sealed chunks,
+        the last of them shorter (empty only if it is the only one)."""
+        if not self.encrypted:
+            return
+        sealed = size - self.header_size - _AGE_NONCE
+        last = sealed % _AGE_SEALED_CHUNK
+        if sealed < _AGE_TAG or 0 < last < _AGE_TAG or (last == _AGE_TAG < sealed):
+            raise _not_a_backup("its age payload is cut short")
+
+
+def read_upload_head(stream: Readable) -> UploadHead:
+    """Reads and checks the start of an upload: an age v1 header, or a zstd frame that opens
+    with a tar header. BadUserInput for anything else."""
+    first = _read_up_to(stream, len(AGE_MAGIC))
+    if first == AGE_MAGIC:
+        return _age_head(first, stream)
+    if first.startswith(ZSTD_MAGIC):
+        return _zstd_head(first + _read_up_to(stream, _ZSTD_HEAD - len(first)))
+    raise _not_a_backup("it is neither an age file nor a zstd stream")
+
+
+def _age_head(first: bytes, stream: Readable) -> UploadHead:
+    recording = _Recording(first, stream)
+    # The reader parses and checks the whole header before it looks for a stanza to open;
+    # with an identity made up on the spot none opens, so AgeNoMatch means a sound header.
+    try:
+        AgeReader(recording, identities=[generate_x25519_identity()[0]])
+    except AgeNoMatch:
+        pass
+    except (AgeError, ValueError) as error:
+        raise _not_a_backup(f"its age header is malformed: {error}") from None
+    head = bytes(recording.taken)
+    # Stanza bodies are base64 and stanza lines start "-> ": the first "\n---" is the MAC line.
+    mac_line = head.index(b"\n---") + 1
+    return UploadHead(head, True, head.index(b"\n", mac_line) + 1)
+
+
+def _zstd_head(head: bytes) -> UploadHead:
+    try:
+        zstandard.get_frame_parameters(head)
+        with zstandard.ZstdDecompressor().stream_reader(io.BytesIO(head)) as plain:
+            first_block = _read_up_to(plain, tarfile.BLOCKSIZE)
+    except zstandard.ZstdError as error:
+        raise _not_a_backup(f"its zstd frame is malformed: {error}") from None
+    try:
+        tarfile.TarInfo.frombuf(first_block, "utf-8", "surrogateescape")
+    except tarfile.HeaderError as error:
+        raise _not_a_backup(f"it does not start with a tar header: {error}") from None
+    return UploadHead(head, False)
+
+
+class _Recording:
+    """The upload as the age reader reads it: first the bytes already read, then the stream;
+    everything it takes is kept, to be stored with the rest."""
+
+    def __init__(self, first: bytes, stream: Readable) -> None:
+        self.taken = bytearray(first)
+        self._replay, self._stream = first, stream
+
+    def read(self, size: int) -> bytes:
+        if self._replay:
+            data, self._replay = self._replay[:size], self._replay[size:]
+            return data
+        data = self._stream.read(size)
+        self.taken += data
+        return data
+
+
+def _read_up_to(stream: Readable, size: int) -> bytes:
+    """size bytes, fewer only at the end: a request stream may return less per read."""
+    parts, wanted = [], size
+    while wanted > 0 and (data := stream.read(wanted)):
+        parts.append(data)
+        wanted -= len(data)
+    return b"".join(parts)
+
+
+def _not_a_backup(reason: str) -> BadUserInput:
+    return BadUserInput(f"the upload is not a backup file: {reason}")

@@ -32,8 +32,6 @@ log = logging.getLogger("h4backup.api")
 blp = Blueprint("operations", __name__, url_prefix="/backups",
                 description="Restore, verify and import backups (beyond vCDA 4.5).")
 
-AGE_MAGIC = b"age-encryption.org/v1\n"
-ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 IMPORT_BLOCK = 1 << 20
 
 
@@ -107,8 +105,9 @@ def _receive(services, backup_id: str, expected_hash: str | None) -> dict:
     """Stream the body to a temporary file beside its final name, hashing it as it comes."""
     services.settings.backup_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     stream, digest = request.stream, hashlib.sha512()
-    first = stream.read(len(AGE_MAGIC))
-    encrypted = _kind_of(first)
+    # Refused before anything is stored: a file that is no backup must not hold a quota slot.
+    head = files.read_upload_head(stream)
+    first, encrypted = head.data, head.encrypted
     final = services.settings.backup_dir / tasks.backup_file_name(backup_id, encrypted)
     size = 0
     with AtomicFile(final) as out:
@@ -118,20 +117,12 @@ def _receive(services, backup_id: str, expected_hash: str | None) -> dict:
                 raise PayloadTooLarge(services.settings.max_import_bytes)
             digest.update(block)
             out.write(block)
+        head.check_size(size)
         found = "SHA-512:" + ":".join(f"{b:02X}" for b in digest.digest())
         if expected_hash and found != expected_hash:
             raise BadUserInput("the uploaded file's SHA-512 is not the expected hash")
     return {"id": backup_id, "generatedOn": int(os.stat(final).st_mtime * 1000), "hash": found,
             "file": final.name, "size": size, "encrypted": int(encrypted), "kind": "imported"}
-
-
-def _kind_of(first: bytes) -> bool:
-    """True for an age file, False for a plain .tar.zst; anything else is refused."""
-    if first == AGE_MAGIC:
-        return True
-    if first.startswith(ZSTD_MAGIC):
-        return False
-    raise BadUserInput("the upload is neither an age file nor a zstd stream")
 
 
 def _blocks(first: bytes, stream):

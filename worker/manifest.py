@@ -12,16 +12,20 @@ archive is complete and that every file's bytes are the ones read at backup time
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from common.errors import BackupCorrupted
+from common.errors import ArchiveLimitExceeded, BackupCorrupted
 
 MANIFEST_NAME = "h4backup-manifest.jsonl"
 MANIFEST_FORMAT = "h4backup-manifest"
 MANIFEST_VERSION = 1
+# A line holds one member's path and link target, each at most 4096 bytes (MAX_NAME_BYTES in
+# worker/members.py) and at worst 6 ASCII bytes per byte once escaped: 48 KiB, plus the rest.
+MAX_LINE = 64 << 10
 
 
 @dataclass(frozen=True)
@@ -52,9 +56,13 @@ def encode_line(item: dict[str, object]) -> bytes:
     return json.dumps(item, ensure_ascii=True, separators=(",", ":")).encode("ascii") + b"\n"
 
 
-def read_manifest(fileobj: BinaryIO) -> tuple[ManifestHeader, Iterator[ManifestEntry]]:
-    """Parses a manifest; entries are read lazily, so huge manifests stay out of memory."""
-    header = _parse_line(fileobj.readline(), 1)
+def read_manifest(
+    fileobj: BinaryIO, max_lines: int | None = None
+) -> tuple[ManifestHeader, Iterator[ManifestEntry]]:
+    """Parses a manifest; entries are read lazily, a line at a time, so huge manifests stay
+    out of memory. A line longer than MAX_LINE, or a line past max_lines, is refused."""
+    lines = _lines(fileobj, max_lines)
+    header = _parse_line(next(lines, b""), 1)
     if header.get("format") != MANIFEST_FORMAT or header.get("version") != MANIFEST_VERSION:
         raise BackupCorrupted("manifest header is not an h4backup manifest version 1")
     try:
@@ -62,11 +70,23 @@ def read_manifest(fileobj: BinaryIO) -> tuple[ManifestHeader, Iterator[ManifestE
                                 tuple(str(name) for name in header["sources"]))
     except (KeyError, TypeError, ValueError) as error:
         raise BackupCorrupted(f"manifest header: {error}") from error
-    return parsed, _parse_entries(fileobj)
+    return parsed, _parse_entries(lines)
 
 
-def _parse_entries(fileobj: BinaryIO) -> Iterator[ManifestEntry]:
-    for line_number, line in enumerate(fileobj, start=2):
+def _lines(fileobj: BinaryIO, max_lines: int | None) -> Iterator[bytes]:
+    for number in itertools.count(1):
+        line = fileobj.readline(MAX_LINE + 1)
+        if not line:
+            return
+        if len(line) > MAX_LINE:
+            raise ArchiveLimitExceeded(f"manifest line {number} is longer than {MAX_LINE} bytes")
+        if max_lines is not None and number > max_lines:
+            raise ArchiveLimitExceeded(f"manifest lines: more than {max_lines}")
+        yield line
+
+
+def _parse_entries(lines: Iterator[bytes]) -> Iterator[ManifestEntry]:
+    for line_number, line in enumerate(lines, start=2):
         if line.strip():
             yield _entry_from(_parse_line(line, line_number), line_number)
 

@@ -8,6 +8,10 @@ every entry has matched the manifest, and every file and folder is on disk, is t
 renamed into place; on any failure it is removed, so the restore root never holds a partial
 restore.
 
+Every member is charged to the restore filesystem before it is written (worker/freespace.py):
+once the charges pass the free space found at the start, less a reserve, the restore stops with
+RestoreTooLarge, so a small file that expands to terabytes never fills the disk.
+
 File bytes are written on a background thread while the archive is read; each finished file
 is handed to the disk at once (its writing starts, nothing waits for it), and a single sync of
 the filesystem before the rename makes them all durable, rather than one fsync per file.
@@ -21,6 +25,7 @@ import os
 import re
 import secrets
 import shutil
+import struct
 import tarfile
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -28,8 +33,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from common.errors import InsufficientStorage, StorageFailure, UnsafeArchiveMember
+from common.errors import (
+    ArchiveLimitExceeded,
+    InsufficientStorage,
+    StorageFailure,
+    UnsafeArchiveMember,
+)
 from worker.directio import DirectWriter, aligned_buffer
+from worker.freespace import SpaceGuard
 from worker.handoff import Consumer
 from worker.progress import Reporter
 from worker.verify import (
@@ -52,6 +63,11 @@ _WRITES_IN_FLIGHT = 32
 # Smaller files go through the page cache whole: their aligned part would be too small to pay.
 _DIRECT_FROM = 128 << 10
 _SYNCFS = getattr(ctypes.CDLL(None, use_errno=True), "syncfs", None)
+# Folders wait in memory for their modes, packed (mode, mtime, then the path). The budget is
+# far more than any tree needs (a million folders of 50-byte paths), yet names of 4 KiB
+# cannot make the folders of an archive cost gigabytes.
+_FOLDER = struct.Struct("<Id")
+_MAX_FOLDER_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -111,7 +127,7 @@ def _extract(job: RestoreJob, staging: Path, reporter: Reporter) -> tuple[Archiv
         with (backup_errors(),
               open_archive(stored, job.passphrase, job.identities,
                            job.max_work_factor) as scan,
-              _TreeWriter(staging, scan) as writer):
+              _TreeWriter(staging, scan, SpaceGuard(job.restore_root)) as writer):
             for member in scan.members():
                 writer.add(member)
             scan.finish()
@@ -124,10 +140,11 @@ def _extract(job: RestoreJob, staging: Path, reporter: Reporter) -> tuple[Archiv
 class _TreeWriter:
     """Writes checked members below the staging folder; folders get their modes at the end."""
 
-    def __init__(self, staging: Path, scan: ArchiveScan) -> None:
-        self._staging, self._scan = staging, scan
-        self._folders: list[tuple[str, int, float]] = []
-        self._files = _FileWriter()
+    def __init__(self, staging: Path, scan: ArchiveScan, space: SpaceGuard) -> None:
+        self._staging, self._scan, self._space = staging, scan, space
+        self._folders: list[bytes] = []
+        self._folder_bytes = 0
+        self._files = _FileWriter(space)
 
     def __enter__(self) -> _TreeWriter:
         self._files.__enter__()
@@ -137,11 +154,13 @@ class _TreeWriter:
         self._files.__exit__(exc_type, *rest)
 
     def add(self, member: tarfile.TarInfo) -> None:
-        path = os.path.join(self._staging, *safe_parts(member.name))
+        relative = "/".join(safe_parts(member.name))
+        path = os.path.join(self._staging, relative)
+        self._space.charge(member)
         try:
             if member.isdir():
                 os.mkdir(path, 0o700)
-                self._folders.append((path, member.mode, member.mtime))
+                self._keep_folder(relative, member)
             elif member.issym():
                 os.symlink(member.linkname, path)
                 os.utime(path, (member.mtime, member.mtime), follow_symlinks=False)
@@ -150,15 +169,25 @@ class _TreeWriter:
         except FileExistsError:
             raise UnsafeArchiveMember(member.name, "appears twice in the archive") from None
 
+    def _keep_folder(self, relative: str, member: tarfile.TarInfo) -> None:
+        packed = (_FOLDER.pack(member.mode & _PERMISSIONS, member.mtime)
+                  + relative.encode("utf-8", "surrogateescape"))
+        self._folder_bytes += len(packed)
+        if self._folder_bytes > _MAX_FOLDER_BYTES:
+            raise ArchiveLimitExceeded(f"folder names: more than {_MAX_FOLDER_BYTES} bytes")
+        self._folders.append(packed)
+
     def settle_folders(self) -> None:
         """Gives folders their modes and mtimes, deepest first."""
         # Only now: adding entries changes a folder's mtime, and a read-only mode set earlier
         # would have kept its entries from being written.
-        for path, mode, mtime in sorted(self._folders, key=lambda f: -f[0].count("/")):
-            fd = os.open(path, _FOLDER_FLAGS)
+        for packed in sorted(self._folders, key=lambda f: -f.count(b"/", _FOLDER.size)):
+            mode, mtime = _FOLDER.unpack_from(packed)
+            relative = packed[_FOLDER.size:].decode("utf-8", "surrogateescape")
+            fd = os.open(os.path.join(self._staging, relative), _FOLDER_FLAGS)
             try:
                 os.utime(fd, (mtime, mtime))
-                os.fchmod(fd, mode & _PERMISSIONS)
+                os.fchmod(fd, mode)
             finally:
                 os.close(fd)
 
@@ -171,7 +200,8 @@ class _FileWriter:
     the page cache (worker/directio.py) through one aligned buffer, used by one file at a time.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, space: SpaceGuard) -> None:
+        self._space = space
         self._writes: Consumer[tuple[DirectWriter, memoryview | tarfile.TarInfo]] = Consumer(
             self._apply, "restore-writer", _WRITES_IN_FLIGHT)
         self._buffer = aligned_buffer()
@@ -192,8 +222,12 @@ class _FileWriter:
         fd = os.open(path, _FILE_FLAGS, 0o600)
         writer = DirectWriter(fd, self._buffer, direct=member.size >= _DIRECT_FROM)
         self._open[writer] = fd
-        scan.copy(member, lambda block: self._writes.put((writer, block)))
+        scan.copy(member, lambda block: self._write(writer, block))
         self._writes.put((writer, member))
+
+    def _write(self, writer: DirectWriter, block: memoryview) -> None:
+        self._space.wrote(len(block))
+        self._writes.put((writer, block))
 
     def _apply(self, item: tuple[DirectWriter, memoryview | tarfile.TarInfo]) -> None:
         writer, what = item

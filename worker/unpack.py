@@ -9,31 +9,43 @@ straight from the decompressed blocks, as views, never copied on the way.
 Every member is checked: no absolute names, no `..`, no symlink leaving the tree, no member
 below a symlink, no hard links or special files. What was seen of each member is then proved
 against the manifest that ends the archive (worker/manifest.py).
+
+Nothing an archive declares is trusted to be small: header payloads, names, the number of
+members and the manifest's size and lines all have caps (worker/members.py, manifest.py),
+checked before what they declare is read, so a tiny crafted file cannot exhaust the worker.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import tarfile
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from itertools import zip_longest
-from typing import IO, Protocol
+from typing import IO, Any, Protocol
 
 import zstandard
 
-from common.errors import BackupCorrupted, UnsafeArchiveMember, WrongPassword
+from common.errors import ArchiveLimitExceeded, BackupCorrupted, UnsafeArchiveMember, WrongPassword
 from worker.age import AgeError, AgeNoMatch, AgeReader
 from worker.archive import COPY_SIZE, MANIFEST_NAME, ManifestEntry, read_manifest
-from worker.members import check_link_target, member_kind, safe_parts
+from worker.manifest import MAX_LINE
+from worker.members import (
+    BoundedTarFile,
+    check_header,
+    check_link_target,
+    member_kind,
+    safe_parts,
+)
 from worker.plainstream import PlainStream
 
 __all__ = ["ArchiveScan", "backup_errors", "check_link_target", "open_archive", "safe_parts"]
 
 AGE_MAGIC = b"age-encryption.org/v1\n"
 _SPOOL_MEMORY = 1 << 20
+_DIGEST_SIZE = hashlib.sha256().digest_size
 
 
 class Readable(Protocol):
@@ -80,8 +92,8 @@ def open_archive(
     try:
         # Not stream mode ("r|"): with a forward-only file, "r:" reads the same headers the
         # same way, and leaves the member bytes to be taken from the stream without copies.
-        with tarfile.open(fileobj=plain, mode="r:", encoding="utf-8",
-                          errors="surrogateescape") as tar:
+        with BoundedTarFile.open(fileobj=plain, mode="r:", encoding="utf-8",
+                                 errors="surrogateescape") as tar:
             scan = ArchiveScan(tar, plain, stored.watch)
             try:
                 yield scan
@@ -119,18 +131,21 @@ def _decompressed(source: Readable) -> Callable[[], Iterator[bytes]]:
 class ArchiveScan:
     """The members of an archive in order, each refused unless safe, proved by the manifest.
 
-    Only the folders and symlinks seen so far stay in memory (to refuse a member below a
-    symlink or before its folder); what was seen of each member goes to a spooled file, and
-    is compared line by line with the manifest, which lists the members in archive order.
+    Only digests of the folders and symlinks seen so far stay in memory (to refuse a member
+    below a symlink or before its folder), whatever the length of their names; a digest of
+    what was seen of each member goes to a spooled file, and the manifest, which lists the
+    members in archive order, is compared with them line by line as it streams past.
     """
 
     def __init__(self, tar: tarfile.TarFile, plain: PlainStream, watch: Checkpoint) -> None:
         self.files = self.bytes = 0
         self._tar, self._plain, self._watch = tar, plain, watch
-        self._folders: set[str] = set()
-        self._links: set[str] = set()
+        self._folders: set[bytes] = set()
+        self._links: set[bytes] = set()
         self._seen = tempfile.SpooledTemporaryFile(max_size=_SPOOL_MEMORY)  # noqa: SIM115
-        self._manifest: IO[bytes] | None = None
+        self._recorded = 0
+        self._manifest_read = False
+        self._manifest_error: BackupCorrupted | None = None
 
     def members(self) -> Iterator[tarfile.TarInfo]:
         """Safe members; a file member's bytes must be read with copy() before the next one."""
@@ -138,10 +153,11 @@ class ArchiveScan:
             # Members are never looked up again, so tarfile's list of them would only grow.
             self._tar.members.clear()
             self._watch.checkpoint()
-            if self._manifest is not None:
-                raise BackupCorrupted(f"member {member.name} follows the manifest")
+            if self._manifest_read:
+                raise BackupCorrupted(f"member {member.name[:200]} follows the manifest")
+            check_header(member)
             if member.name == MANIFEST_NAME and member.isreg():
-                self._manifest = self._spool_manifest(member)
+                self._prove_manifest(member)
                 continue
             yield self._admit(member)
 
@@ -150,44 +166,30 @@ class ArchiveScan:
 
         The blocks are views of bytes that never change, so write may keep them.
         """
-        sha256 = self._stream(member, write)
+        sha256 = hashlib.sha256()
+        for block in self._blocks(member):
+            sha256.update(block)
+            write(block)
         self.files, self.bytes = self.files + 1, self.bytes + member.size
-        self._record(member.name, "file", member.size, sha256, None)
+        self._record(member.name, "file", member.size, sha256.hexdigest(), None)
 
     def finish(self) -> None:
-        """Reads the streams to their ends, then compares what was seen with the manifest."""
+        """Reads the streams to their ends, then reports how the manifest compared."""
         while self._plain.take(COPY_SIZE):
             self._watch.checkpoint()
-        if self._manifest is None:
+        if not self._manifest_read:
             raise BackupCorrupted("the archive has no manifest")
-        self._manifest.seek(0)
-        self._seen.seek(0)
-        seen = (tuple(json.loads(line)) for line in self._seen)
-        _compare(read_manifest(self._manifest)[1], seen)
+        if self._manifest_error is not None:
+            raise self._manifest_error
 
     def close(self) -> None:
         self._seen.close()
-        if self._manifest is not None:
-            self._manifest.close()
 
-    def _stream(self, member: tarfile.TarInfo, write: Callable[[memoryview], object]) -> str:
-        sha256 = hashlib.sha256()
-        for block in self._content(member):
-            self._watch.checkpoint()
-            sha256.update(block)
-            write(block)
-        return sha256.hexdigest()
-
-    def _content(self, member: tarfile.TarInfo) -> Iterator[memoryview]:
-        if member.sparse is not None:
-            # Never in a backup of ours; tarfile knows how to fill in the holes.
-            content = self._tar.extractfile(member)
-            while block := content.read(COPY_SIZE):
-                yield memoryview(block)
-            return
+    def _blocks(self, member: tarfile.TarInfo) -> Iterator[memoryview]:
         self._plain.seek(member.offset_data)
         remaining = member.size
         while remaining:
+            self._watch.checkpoint()
             block = self._plain.take(min(remaining, COPY_SIZE))
             if not block:
                 raise BackupCorrupted(f"tar stream: member {member.name} is cut short")
@@ -197,15 +199,16 @@ class ArchiveScan:
     def _admit(self, member: tarfile.TarInfo) -> tarfile.TarInfo:
         path = "/".join(safe_parts(member.name))
         kind = member_kind(member)
+        key = _key(path)
         self._check_parent(member.name, path)
-        if path in self._folders or path in self._links:
+        if key in self._folders or key in self._links:
             raise UnsafeArchiveMember(member.name, "appears twice in the archive")
         if kind == "symlink":
             check_link_target(member.name, path, member.linkname)
-            self._links.add(path)
+            self._links.add(key)
             self._record(member.name, kind, 0, None, member.linkname)
         elif kind == "dir":
-            self._folders.add(path)
+            self._folders.add(key)
             self._record(member.name, kind, 0, None, None)
         return member
 
@@ -213,24 +216,65 @@ class ArchiveScan:
         # A folder is admitted only below admitted folders, so a parent found among them
         # proves that no symlink lies on the way.
         parent = path.rpartition("/")[0]
-        if not parent or parent in self._folders:
+        if not parent or _key(parent) in self._folders:
             return
         parts = parent.split("/")
         for prefix in ("/".join(parts[:depth]) for depth in range(1, len(parts) + 1)):
-            if prefix in self._links:
+            if _key(prefix) in self._links:
                 raise UnsafeArchiveMember(name, f"goes through the symlink {prefix}")
         raise BackupCorrupted(f"member {name} comes before its folder")
 
-    def _spool_manifest(self, member: tarfile.TarInfo) -> IO[bytes]:
-        spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL_MEMORY)  # noqa: SIM115
-        self._stream(member, spool.write)
-        return spool
+    def _prove_manifest(self, member: tarfile.TarInfo) -> None:
+        """Compares the manifest with what was seen, a line at a time as it streams past."""
+        # One line per member and one for the header: a larger manifest is not ours.
+        lines = self._recorded + 1
+        if member.size > lines * MAX_LINE:
+            raise ArchiveLimitExceeded(
+                f"a manifest of {member.size} bytes for {self._recorded} members, "
+                f"at most {lines * MAX_LINE}")
+        self._manifest_read = True
+        self._seen.seek(0)
+        with io.BufferedReader(_BlockReader(self._blocks(member)), COPY_SIZE) as text:
+            try:
+                # A line more than it should hold is read, to name an extra entry as such.
+                _compare(read_manifest(text, lines + 1)[1], self._seen)
+            except BackupCorrupted as error:
+                # Reported by finish(): a member after the manifest, or a damaged stream,
+                # is the more telling fault, and comes to light later.
+                self._manifest_error = error
 
     def _record(self, path: str, kind: str, size: int, sha256: str | None,
                 target: str | None) -> None:
-        # ASCII JSON, as in the manifest, so names that are not UTF-8 survive as escapes.
-        line = json.dumps([path, kind, size, sha256, target], ensure_ascii=True) + "\n"
-        self._seen.write(line.encode("ascii"))
+        self._seen.write(_digest((path, kind, size, sha256, target)))
+        self._recorded += 1
+
+
+class _BlockReader(io.RawIOBase):
+    """A forward-only file over blocks of bytes, for a reader that wants lines."""
+
+    def __init__(self, blocks: Iterator[memoryview]) -> None:
+        super().__init__()
+        self._blocks, self._block = blocks, memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if not self._block:
+            self._block = next(self._blocks, memoryview(b""))
+        size = min(len(buffer), len(self._block))
+        buffer[:size], self._block = self._block[:size], self._block[size:]
+        return size
+
+
+def _key(path: str) -> bytes:
+    """A fixed-size stand-in for a path: names of any length cost the same memory."""
+    return hashlib.sha256(path.encode("utf-8", "surrogatepass")).digest()
+
+
+def _digest(facts: tuple[object, ...]) -> bytes:
+    # ASCII JSON, as in the manifest, so names that are not UTF-8 survive as escapes.
+    return hashlib.sha256(json.dumps(list(facts), ensure_ascii=True).encode("ascii")).digest()
 
 
 def _facts(entry: ManifestEntry) -> tuple[object, ...]:
@@ -240,11 +284,14 @@ def _facts(entry: ManifestEntry) -> tuple[object, ...]:
             entry.sha256 if is_file else None, entry.target if is_link else None)
 
 
-def _compare(expected: Iterator[ManifestEntry], seen: Iterator[tuple[object, ...]]) -> None:
-    for entry, actual in zip_longest(expected, seen):
-        if entry is None:
-            raise BackupCorrupted(f"{actual[0]} is not in the manifest")
-        if actual is None:
+def _compare(expected: Iterator[ManifestEntry], seen: IO[bytes]) -> None:
+    listed = 0
+    for entry in expected:
+        digest = seen.read(_DIGEST_SIZE)
+        if not digest:
             raise BackupCorrupted(f"{entry.path} is missing from the archive")
-        if _facts(entry) != actual:
+        if digest != _digest(_facts(entry)):
             raise BackupCorrupted(f"{entry.path} does not match the manifest")
+        listed += 1
+    if seen.read(_DIGEST_SIZE):
+        raise BackupCorrupted(f"member {listed + 1} of the archive is not in the manifest")

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common.errors import (
+    ArchiveLimitExceeded,
     BackupCorrupted,
     BackupNotFound,
     StorageFailure,
@@ -67,7 +68,8 @@ def run_verify(job: VerifyJob, reporter: Reporter) -> VerifyOutcome:
 
 
 def _check_content(job: VerifyJob, stored: StoredFile) -> ArchiveScan:
-    # A damaged header can look like a wrong password: the stored hash tells the two apart.
+    # A damaged header can look like a wrong password, or declare a size past a limit: the
+    # stored hash tells these apart.
     try:
         with backup_errors(), open_archive(stored, job.passphrase, job.identities,
                                            job.max_work_factor) as scan:
@@ -75,7 +77,7 @@ def _check_content(job: VerifyJob, stored: StoredFile) -> ArchiveScan:
                 if member.isreg():
                     scan.copy(member, _discard)
             scan.finish()
-    except (WrongPassword, BackupCorrupted) as error:
+    except (WrongPassword, BackupCorrupted, ArchiveLimitExceeded) as error:
         stored.check_hash(job.expected_hash, cause=error)
         raise
     return scan

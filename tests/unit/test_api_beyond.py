@@ -7,7 +7,7 @@ import pytest
 
 from common.tasks import new_backup_task
 from tests.conftest import login, queued
-from worker.age import generate_x25519_identity
+from worker.age import encrypt_bytes, generate_x25519_identity
 
 
 @pytest.fixture
@@ -90,7 +90,7 @@ def _upload(client, data: bytes, query: str = ""):
 
 
 def test_import_lists_the_uploaded_file_with_its_hash(client, settings):
-    data = b"age-encryption.org/v1\n" + bytes(range(256)) * 4000
+    data = encrypt_bytes(bytes(range(256)) * 4000, "import-Pa$$", work_factor=10)
     digest = hashlib.sha512(data).digest()
     expected = "SHA-512:" + ":".join(f"{b:02X}" for b in digest)
     response = _upload(client, data, f"?hash={expected}")
