@@ -121,12 +121,23 @@ def _register_hooks(app: Flask, settings: Settings) -> None:
 
 
 def _register_blueprints(app: Flask) -> None:
-    from api import backups, docs, health, metrics, operations, schedule, sessions, tasks
+    from api import (
+        backups,
+        diagnostics,
+        docs,
+        health,
+        metrics,
+        operations,
+        schedule,
+        sessions,
+        sites,
+        tasks,
+    )
 
     api = H4Api(app)
     app.register_blueprint(docs.assets)
     app.register_blueprint(metrics.blp)
     metrics.instrument(app)
     errors.register(app)
-    for module in (sessions, backups, operations, schedule, tasks, health):
+    for module in (sessions, backups, operations, schedule, tasks, health, diagnostics, sites):
         api.register_blueprint(module.blp)

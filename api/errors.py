@@ -10,10 +10,13 @@ import redis
 from flask import Flask, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from api.media import RESPONSE_TYPE
+from api.media import response_type
 from common import errors
 
 log = logging.getLogger("h4backup.api")
+
+# The vendor PowerShell module recognizes an ended session by exactly this challenge.
+AUTHENTICATE_CHALLENGE = "Authentication Token Required"
 
 _HTTP_ERRORS: dict[int, type[errors.H4Error]] = {
     400: errors.BadUserInput,
@@ -33,13 +36,13 @@ def error_response(error: errors.H4Error, stacktrace: str = "", headers: dict | 
     shown = stacktrace if current_app.config.get("H4_DEBUG") else ""
     response = jsonify(error.to_api_error(shown))
     response.status_code = error.status
-    response.headers["Content-Type"] = RESPONSE_TYPE
+    response.headers["Content-Type"] = response_type()
     for name, value in (headers or {}).items():
         response.headers[name] = value
     if error.status == 408:  # the rest of a stalled body is not worth reading
         response.headers["Connection"] = "close"
     if error.status == 401:
-        response.headers["WWW-Authenticate"] = 'X-VCAV-Auth realm="h4backup"'
+        response.headers["WWW-Authenticate"] = AUTHENTICATE_CHALLENGE
     return response
 
 

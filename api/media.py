@@ -1,8 +1,12 @@
-"""Media types: vCDA's vendor JSON type on every response, and checks on what callers send.
+"""Media types: vCDA's vendor JSON types, negotiated from what callers send, and body checks.
 
-Clients send `Accept: application/vnd.vmware.h4-vX.Y+json`, some plain `application/json`,
-PowerCLI echoes the login response's Content-Type back as its Accept. Only an Accept that names
-nothing but h4 versions this service does not speak is refused (406).
+Public vCDA clients name many API versions: the vendor PowerShell module and Ansible log in
+without an Accept and then echo the login response's Content-Type on every call, the Terraform
+provider sends 4.5 (1.x) or 4.7 (2.x), scripts and community modules 1 to 4.3, each with or
+without `;charset=UTF-8`. The backup API is the same in all of them, so every version in
+SPOKEN_VERSIONS is accepted, in Accept and in Content-Type alike, and the response says the
+version the caller picked. Only an Accept that names nothing but other h4 versions is refused
+(406).
 """
 
 from __future__ import annotations
@@ -11,39 +15,103 @@ import functools
 import json
 import re
 
-from flask import Response, request
-from werkzeug.datastructures import MIMEAccept
+from flask import Response, g, request
 from werkzeug.exceptions import RequestEntityTooLarge
-from werkzeug.http import parse_accept_header
+from werkzeug.http import parse_options_header
 
 from common.errors import BadUserInput, NotAcceptable, PayloadTooLarge, UnsupportedMediaType
 
 API_VERSION = "4.5"
+# Every version the public clients send. No public source lists what a 4.5 appliance accepts;
+# these are the ones real clients are known to name.
+SPOKEN_VERSIONS = ("1", "2", "3", "3.5", "4", "4.0", "4.1", "4.2", "4.3", "4.4", "4.5", "4.6",
+                   "4.7")
+PLAIN_JSON = "application/json"
 VENDOR_TYPE = f"application/vnd.vmware.h4-v{API_VERSION}+json"
 RESPONSE_TYPE = f"{VENDOR_TYPE};charset=UTF-8"
-H4_TYPE = re.compile(r"^application/vnd\.vmware\.h4-v([0-9.]+)\+json$")
-JSON_REQUEST_TYPES = {"application/json", VENDOR_TYPE}
+PLAIN_RESPONSE_TYPE = f"{PLAIN_JSON};charset=UTF-8"
+H4_TYPE = re.compile(r"^application/vnd\.vmware\.h4-v([0-9][0-9.]*)\+json$")
+# What a JSON body may be sent as (lower case, without parameters).
+JSON_REQUEST_TYPES = frozenset([PLAIN_JSON] + [f"application/vnd.vmware.h4-v{version}+json"
+                                               for version in SPOKEN_VERSIONS])
+
+
+def vendor_type(version: str) -> str:
+    return f"application/vnd.vmware.h4-v{version}+json;charset=UTF-8"
+
+
+def _spoken(media_type: str) -> str | None:
+    """The version of an h4 type this service speaks, else None."""
+    match = H4_TYPE.match(media_type)
+    return match.group(1) if match and match.group(1) in SPOKEN_VERSIONS else None
 
 
 def check_accept() -> None:
-    """406 when the caller accepts only h4 versions other than ours."""
+    """Negotiate the response type (kept in `g.response_type`); 406 when the caller accepts
+    only h4 versions other than ours."""
     accept = request.headers.get("Accept", "")
     # A client sends the same few Accept values on every call: each is parsed only once,
     # unless it is too long to be worth keeping.
-    known = _acceptable_cached if len(accept) <= _CACHED_ACCEPT_LENGTH else _acceptable
-    if not known(accept):
-        raise NotAcceptable(accept)
+    negotiate = _negotiate_cached if len(accept) <= _CACHED_ACCEPT_LENGTH else _negotiate
+    chosen = negotiate(accept)
+    if isinstance(chosen, tuple):
+        g.response_type = RESPONSE_TYPE
+        raise not_acceptable(chosen)
+    g.response_type = chosen
 
 
-def _acceptable(accept: str) -> bool:
-    offered = [value.lower() for value, _quality in parse_accept_header(accept, MIMEAccept)]
-    versions = [H4_TYPE.match(value) for value in offered]
-    return not offered or not all(versions) or any(
-        m.group(1) == API_VERSION for m in versions if m)
+def not_acceptable(asked: tuple[str, ...]) -> NotAcceptable:
+    """The 406, naming the types asked for (without parameters) and the versions spoken."""
+    wanted, spoken = ", ".join(asked)[:_SHOWN_ACCEPT_LENGTH], ", ".join(SPOKEN_VERSIONS)
+    return NotAcceptable(wanted, spoken, msg=(
+        f"Cannot produce any of the accepted media types: {wanted}. This service speaks "
+        f"application/vnd.vmware.h4-vX+json for X in {spoken}, and {PLAIN_JSON}."))
+
+
+def _entries(accept: str) -> list[tuple[str, float]]:
+    """(media type in lower case without parameters, quality), in the order sent."""
+    entries = []
+    for part in accept.split(","):
+        media_type, params = parse_options_header(part)
+        if not media_type:
+            continue
+        try:
+            quality = float(params.get("q", 1))
+        except ValueError:
+            quality = 1.0
+        entries.append((media_type.lower(), quality))
+    return entries
+
+
+def _negotiate(accept: str) -> str | tuple[str, ...]:
+    """The response type for an Accept header, or the types asked for when none fits.
+
+    A spoken h4 version wins (the highest quality, the first listed among equals); else plain
+    JSON when the caller accepts it; else the 4.5 vendor type. Types that are neither JSON nor
+    h4 (text/html...) get the 4.5 type rather than a 406, so a browser still gets an answer."""
+    entries = _entries(accept)
+    wanted = [(media_type, q) for media_type, q in entries if q > 0]
+    if not entries:
+        return RESPONSE_TYPE
+    versions = [(-q, index, version) for index, (media_type, q) in enumerate(wanted)
+                if (version := _spoken(media_type))]
+    if versions:
+        return vendor_type(min(versions)[2])
+    if any(media_type == PLAIN_JSON for media_type, _ in wanted):
+        return PLAIN_RESPONSE_TYPE
+    if any(not H4_TYPE.match(media_type) for media_type, _ in wanted):
+        return RESPONSE_TYPE
+    return tuple(dict.fromkeys(media_type for media_type, _ in entries))
 
 
 _CACHED_ACCEPT_LENGTH = 256
-_acceptable_cached = functools.lru_cache(maxsize=256)(_acceptable)
+_SHOWN_ACCEPT_LENGTH = 256
+_negotiate_cached = functools.lru_cache(maxsize=256)(_negotiate)
+
+
+def response_type() -> str:
+    """The type negotiated for this request's JSON responses, errors included."""
+    return g.get("response_type") or RESPONSE_TYPE
 
 
 def has_body() -> bool:
@@ -118,7 +186,8 @@ def check_json_text(data: bytes) -> None:
 
 
 def use_vendor_type(response: Response) -> Response:
+    """JSON responses in the negotiated type."""
     # The OpenAPI document stays plain JSON, for the generic tools that read it.
-    if response.mimetype == "application/json" and request.path != "/openapi.json":
-        response.headers["Content-Type"] = RESPONSE_TYPE
+    if response.mimetype == PLAIN_JSON and request.path != "/openapi.json":
+        response.headers["Content-Type"] = response_type()
     return response

@@ -25,8 +25,10 @@ class ApiErrorSchema(ma.Schema):
 
 
 LOGIN_TYPES = ("localUser",)
-# Types a vCDA appliance knows that need a Cloud Director or SSO behind them.
-OTHER_VCDA_LOGIN_TYPES = ("vcdCookie", "vcdCredentials", "ssoUser")
+# Types a vCDA 4.5 appliance knows that need a Cloud Director or SSO behind them; ssoUser is
+# not one of them, but some clients send it.
+OTHER_VCDA_LOGIN_TYPES = ("vcdCredentials", "vcdCookie", "vcdAccessToken", "ssoCredentials",
+                          "ssoToken", "ssoUser")
 
 
 class SessionRequestSchema(StrictSchema):
@@ -183,7 +185,9 @@ class ApiTaskSchema(ma.Schema):
     id = fields.UUID()
     lastUpdated = fields.Integer()
     progress = fields.Integer(validate=validate.Range(0, 100))
-    result = fields.Dict(allow_none=True, metadata={"description": "BackupInfo when SUCCEEDED."})
+    result = fields.Dict(allow_none=True, metadata={
+        "description": "Set when SUCCEEDED, of the type named by resultType: BackupInfo, "
+                       "RestoreInfo, VerifyInfo or CloudHealthInfo."})
     resultType = fields.String(allow_none=True)
     startTime = fields.Integer()
     state = fields.String(validate=validate.OneOf(["RUNNING", "SUCCEEDED", "FAILED"]))
@@ -215,7 +219,10 @@ class TaskListQuerySchema(StrictSchema):
     endTimeAfter = fields.Integer()
     type = fields.String(metadata={"description": "workflowInfo.type, e.g. backup."})
     resourceId = fields.String()
-    operationID = fields.String()
+    operationID = fields.String(metadata={"description": "The operationID header the task "
+                                                        "was asked for with."})
+    site = fields.String(metadata={"description": "The local site's name matches every task, "
+                                                 "any other name none."})
     sort = fields.String(
         load_default="-startTime",
         validate=validate.OneOf([f"{sign}{name}" for name in TASK_SORT_FIELDS
@@ -232,3 +239,32 @@ class HealthSchema(ma.Schema):
 class TaskListSchema(ma.Schema):
     items = fields.List(fields.Nested(ApiTaskSchema))
     total = fields.Integer()
+
+
+class AboutInfoSchema(ma.Schema):
+    """AboutInfo: what this service is."""
+
+    buildDate = fields.Integer(metadata={"description": "When this installation was built, ms."})
+    buildVersion = fields.String(metadata={"description": "`4.5.0-h4backup.<version>`."})
+    instanceId = fields.String(metadata={"description": "Stable for this installation."})
+    productName = fields.String()
+    serviceType = fields.String(metadata={"description": "Always `CLOUD`."})
+
+
+class SiteStateSchema(ma.Schema):
+    incomingCommError = fields.Nested(ApiErrorSchema, allow_none=True)
+    outgoingCommError = fields.Nested(ApiErrorSchema, allow_none=True)
+
+
+class SiteSchema(ma.Schema):
+    """A vCDA site; this service is one local site."""
+
+    site = fields.String()
+    description = fields.String()
+    apiUrl = fields.String()
+    apiPublicUrl = fields.String()
+    apiThumbprint = fields.String(allow_none=True)
+    apiVersion = fields.String()
+    buildVersion = fields.String()
+    isLocal = fields.Boolean()
+    state = fields.Nested(SiteStateSchema)

@@ -41,6 +41,8 @@ def _whose_tasks(query: dict[str, Any]) -> str | None:
 
 def _filters(query: dict[str, Any]) -> list[Callable[[TaskRow], bool]]:
     checks: list[Callable[[TaskRow], bool]] = []
+    if "site" in query and query["site"] != current_app.extensions["h4"].settings.site_name:
+        checks.append(lambda _t: False)  # every task runs on the one local site
     if "ids" in query:
         ids = {part.strip() for part in query["ids"].split(",") if part.strip()}
         checks.append(lambda t: t["id"] in ids)

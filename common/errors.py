@@ -66,6 +66,10 @@ class RouteNotFound(H4Error):
     code, status, template = "NotFound", 404, "No such resource: {0}"
 
 
+class SiteNotFound(H4Error):
+    code, status, template = "SiteNotFound", 404, "Site {0} not found."
+
+
 class MethodNotAllowed(H4Error):
     code, status, template = "MethodNotAllowed", 405, "Method {0} is not allowed on {1}."
 
@@ -123,6 +127,20 @@ class ServiceUnavailable(H4Error):
 
 class GeneralServerFailure(H4Error):
     code, status, template = "GeneralServerFailure", 500, "An internal error occurred."
+
+
+# --- health findings (ApiErrors inside a CloudHealthInfo) -----------------------------------
+
+class DatabaseUnavailable(H4Error):
+    code, status, template = "DatabaseUnavailable", 503, "The task store does not answer: {0}"
+
+
+class WorkerUnavailable(H4Error):
+    code, status, template = "WorkerUnavailable", 503, "No worker answered a ping: {0}"
+
+
+class HealthCheckFailed(H4Error):
+    code, status, template = "HealthCheckFailed", 500, "The health check could not run: {0}"
 
 
 # --- task failures (end a task FAILED with this code) ---------------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
+import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +20,7 @@ import redis
 
 from common import store_scripts as scripts
 from common import task_metrics
-from common.states import TRANSITIONS, TaskState
+from common.states import FINAL_STATES, TRANSITIONS, TaskState
 
 if TYPE_CHECKING:
     from common.celery_app import TaskMessage
@@ -225,6 +226,19 @@ class Store:
     def pong(self, nonce: str) -> str | None:
         return self.redis.get(f"{PREFIX}health:{nonce}")
 
+    def record_finished_task(self, task: dict[str, Any]) -> None:
+        """Write a task that ended before it was accepted (a synchronous check), in its final
+        state: listed like any task and kept as long, never running, never queued."""
+        if task["state"] not in FINAL_STATES:
+            raise ValueError(f"task {task['id']} is not finished: {task['state']}")
+        key = self.task_key(task["id"])
+        with self.redis.pipeline() as pipe:
+            pipe.hset(key, mapping=_encode_task(task))
+            pipe.expire(key, self.task_ttl)
+            pipe.zadd(f"{PREFIX}tasks", {task["id"]: task["startTime"]})
+            pipe.zadd(self._user_tasks_key(task["user"]), {task["id"]: task["startTime"]})
+            pipe.execute()
+
     def get_task(self, task_id: str) -> dict[str, Any] | None:
         row = self.redis.hgetall(self.task_key(task_id))
         return _decode_task(row) if row else None
@@ -397,6 +411,17 @@ class Store:
 
     def ping(self) -> bool:
         return bool(self.redis.ping())
+
+    # --- this installation -----------------------------------------------------------------
+
+    def instance_id(self) -> str:
+        """This installation's id: made by the first caller, the same for every process after."""
+        key = f"{PREFIX}instance-id"
+        with self.redis.pipeline() as pipe:
+            pipe.set(key, str(uuid.uuid4()), nx=True)
+            pipe.get(key)
+            _created, instance = pipe.execute()
+        return instance
 
 
 def _new_generation() -> str:

@@ -1,10 +1,10 @@
 """vCDA clients as they exist in the wild, and the contract's shapes, for the contract suite.
 
 Two real client families call the vCDA 4.5 API, and they negotiate media types differently:
-the Terraform provider names the vendor type on every request and body, while VMware's PowerCLI
-module logs in with plain `application/json` and then echoes the login response's Content-Type
-back as its Accept. A service that satisfies one can still break the other, so every endpoint
-is driven in both styles.
+the Terraform provider names the vendor type on every request and body, while VMware's
+PowerShell module logs in without an Accept header and then echoes the login response's
+Content-Type back as its Accept (Ansible does the same). A service that satisfies one can still
+break the other, so every endpoint is driven in both styles.
 """
 
 from __future__ import annotations
@@ -29,6 +29,16 @@ WORKFLOW_INFO_FIELDS = {"type", "resourceType", "resourceId", "resourceName"}
 API_ERROR_FIELDS = {"args", "code", "msg", "stacktrace"}
 BACKUP_INFO_FIELDS = {"id", "generatedOn", "hash"}
 SESSION_FIELDS = {"user", "roles", "authenticatedSites"}
+ABOUT_FIELDS = {"buildDate", "buildVersion", "instanceId", "productName", "serviceType"}
+SITE_FIELDS = {"site", "description", "apiUrl", "apiPublicUrl", "apiThumbprint", "apiVersion",
+               "buildVersion", "isLocal", "state"}
+HEALTH_ERRORS = ("lsError", "dbError", "ntpError", "vcdError", "managerError")
+CLOUD_HEALTH_FIELDS = {"productName", "buildVersion", "buildDate", "instanceId", "runtimeId",
+                       "currentTime", "address", "serviceBootTimestamp",
+                       "applianceBootTimestamp", "diskUsage", *HEALTH_ERRORS}
+# Every version the public clients send, in Accept and in Content-Type.
+VENDOR_VERSIONS = ("1", "2", "3", "3.5", "4", "4.0", "4.1", "4.2", "4.3", "4.4", "4.5", "4.6",
+                   "4.7")
 VCDA_ROLES = {"EVERYONE", "ADMINISTRATORS", "VRADMINISTRATORS"}
 VCDA_HASH = re.compile(r"^SHA-512:[0-9A-F]{2}(?::[0-9A-F]{2}){63}$")
 
@@ -100,15 +110,16 @@ class TerraformClient(VcdaClient):
 
 
 class PowerCliClient(VcdaClient):
-    """PowerCLI: plain JSON at login, then the login response's Content-Type as its Accept."""
+    """The vendor PowerShell module: no Accept at login (requests drops a None header), then
+    the login response's Content-Type as its Accept; plain JSON bodies."""
 
     style = "powercli"
 
     def __init__(self, base_url: str) -> None:
         super().__init__(base_url)
-        self.accept = "application/json"
+        self.accept: str | None = None
 
-    def _headers(self, has_body: bool) -> dict[str, str]:
+    def _headers(self, has_body: bool) -> dict[str, str | None]:
         headers = {"Accept": self.accept}
         if has_body:
             headers["Content-Type"] = "application/json"
@@ -214,4 +225,41 @@ def assert_task_list(body: Any) -> dict:
     assert body["total"] >= len(body["items"]), body
     for item in body["items"]:
         assert_api_task(item)
+    return body
+
+
+def assert_about_info(body: Any) -> dict:
+    assert isinstance(body, dict) and set(body) == ABOUT_FIELDS, body
+    assert _is_int(body["buildDate"]) and body["buildDate"] > 1_500_000_000_000, body
+    # A community module compares buildVersion with "3.5" as text.
+    assert isinstance(body["buildVersion"], str) and body["buildVersion"].startswith("4.5")
+    assert _is_uuid(body["instanceId"]), body
+    assert body["productName"] == "h4backup" and body["serviceType"] == "CLOUD", body
+    return body
+
+
+def assert_site(body: Any) -> dict:
+    assert isinstance(body, dict) and set(body) == SITE_FIELDS, body
+    assert isinstance(body["site"], str) and body["site"], body
+    assert body["apiUrl"].startswith(("http://", "https://")), body
+    assert body["apiPublicUrl"] == body["apiUrl"] and body["apiThumbprint"] is None, body
+    assert body["apiVersion"] == "4.5" and body["buildVersion"].startswith("4.5"), body
+    assert body["isLocal"] is True and body["description"] == "", body
+    assert body["state"] == {"incomingCommError": None, "outgoingCommError": None}, body
+    return body
+
+
+def assert_cloud_health_info(body: Any) -> dict:
+    assert isinstance(body, dict) and set(body) == CLOUD_HEALTH_FIELDS, body
+    for name in ("buildDate", "currentTime", "serviceBootTimestamp", "applianceBootTimestamp"):
+        assert _is_int(body[name]) and body[name] > 1_000_000_000_000, (name, body)
+    assert _is_uuid(body["instanceId"]) and _is_uuid(body["runtimeId"]), body
+    assert isinstance(body["address"], str) and body["address"], body
+    usage = body["diskUsage"]
+    assert set(usage) == {"free", "total", "usable"}, body
+    assert all(_is_int(usage[name]) for name in usage), body
+    assert usage["total"] >= usage["free"] >= usage["usable"] >= 0, body
+    for name in HEALTH_ERRORS:
+        if body[name] is not None:
+            assert_api_error(body[name])
     return body

@@ -11,6 +11,7 @@ import random
 import subprocess
 import sys
 import threading
+import time
 import uuid
 
 import pytest
@@ -18,16 +19,21 @@ import requests
 
 from tests.integration.contract_clients import (
     CLIENT_STYLES,
+    HEALTH_ERRORS,
     VENDOR_JSON,
+    VENDOR_VERSIONS,
     VcdaClient,
+    assert_about_info,
     assert_api_task,
     assert_backup_info,
+    assert_cloud_health_info,
     assert_error_response,
     assert_session_details,
+    assert_site,
     assert_task_list,
     vcda_sha512,
 )
-from tests.integration.harness import REPO, RedisServer, Service
+from tests.integration.harness import REPO, RedisServer, Service, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -38,6 +44,9 @@ VIEWER, VIEWER_PASSWORD = "auditor", "auditor-Pa55-w0rd!"
 BIG_FILE_BYTES = 20 * 1024 * 1024
 QUOTA = 5
 CONCURRENT_REQUESTS = 50
+# The vendor PowerShell module recognizes an ended session by exactly this challenge.
+TOKEN_CHALLENGE = "Authentication Token Required"
+SITE = "h4backup"
 
 
 @pytest.fixture(scope="module")
@@ -180,15 +189,20 @@ def test_get_session_describes_the_caller(client):
 
 def test_get_session_without_token_is_401_with_www_authenticate(client):
     response = client.get("/sessions", auth=False)
-    assert_error_response(response, 401, "NotAuthenticated")
-    assert response.headers["WWW-Authenticate"]
+    body = assert_error_response(response, 401, "NotAuthenticated")
+    assert response.headers["WWW-Authenticate"] == TOKEN_CHALLENGE
+    assert body["msg"] == "Authentication required."
 
 
 def test_logout_is_204_and_the_token_stops_at_once(service, style):
     client = connect(service, style)
     response = client.delete("/sessions")
     assert response.status_code == 204 and response.content == b""
-    assert_error_response(client.get("/sessions"), 401, "NotAuthenticated")
+    reused = client.get("/sessions")
+    body = assert_error_response(reused, 401, "NotAuthenticated")
+    # What the vendor module's Connect-VCDA looks for to log in again.
+    assert reused.headers["WWW-Authenticate"] == TOKEN_CHALLENGE
+    assert body["msg"] == "Authentication required."
 
 
 # --- POST /backups ---------------------------------------------------------------------------
@@ -563,7 +577,8 @@ def test_non_admin_lists_only_own_tasks(viewer, backup):
 PROTECTED = [("GET", "/sessions"), ("DELETE", "/sessions"), ("POST", "/backups"),
              ("GET", "/backups"), ("POST", "/backups/{id}"), ("GET", "/backups/{id}"),
              ("DELETE", "/backups/{id}"), ("POST", "/backups/cookie/{id}"),
-             ("GET", "/tasks"), ("GET", "/tasks/{id}")]
+             ("GET", "/tasks"), ("GET", "/tasks/{id}"), ("GET", "/diagnostics/health"),
+             ("POST", "/diagnostics/health"), ("GET", "/sites"), ("GET", "/sites/{id}")]
 
 
 @pytest.mark.parametrize("method, path", PROTECTED)
@@ -571,7 +586,7 @@ def test_without_token_is_401_with_www_authenticate(client, method, path):
     kwargs = {"body": {}} if method == "POST" and "cookie" not in path else {}
     response = client.request(method, path.format(id=uuid.uuid4()), auth=False, **kwargs)
     assert_error_response(response, 401, "NotAuthenticated")
-    assert response.headers["WWW-Authenticate"]
+    assert response.headers["WWW-Authenticate"] == TOKEN_CHALLENGE
 
 
 @pytest.mark.parametrize("method, path", [
@@ -601,14 +616,13 @@ def test_wrong_method_names_the_allowed_methods(client):
     assert {"GET", "POST", "DELETE"} <= allowed, response.headers
 
 
-def test_accept_of_another_h4_version_is_406(client):
-    response = client.get("/sessions", headers={"Accept": "application/vnd.vmware.h4-v4.0+json"})
+def test_accept_of_an_h4_version_nobody_speaks_is_406(client):
+    response = client.get("/sessions", headers={"Accept": "application/vnd.vmware.h4-v9.9+json"})
     assert_error_response(response, 406, "NotAcceptable")
 
 
-@pytest.mark.parametrize("accept", [None, "*/*", "application/json",
-                                    "application/vnd.vmware.h4-v4.5+json",
-                                    "application/vnd.vmware.h4-v4.0+json, "
+@pytest.mark.parametrize("accept", [None, "*/*", "application/vnd.vmware.h4-v4.5+json",
+                                    "application/vnd.vmware.h4-v9.9+json, "
                                     "application/vnd.vmware.h4-v4.5+json"])
 def test_usual_accepts_get_the_45_type(client, accept):
     response = client.get("/sessions", headers={"Accept": accept})
@@ -658,6 +672,215 @@ def test_bad_login_request_is_400(client, body):
     assert_error_response(client.post("/sessions", body, auth=False), 400, "BadUserInput")
 
 
+# --- versions: what each public client sends -------------------------------------------------
+
+def vendor_type(version: str, charset: bool = True) -> str:
+    return f"application/vnd.vmware.h4-v{version}+json" + (";charset=UTF-8" if charset else "")
+
+
+def raw_login(service: Service, accept: str | None, content_type: str = "application/json",
+              data: str | None = None) -> requests.Response:
+    """A login as each client sends it; `accept` None sends no Accept header at all."""
+    body = {"type": "localUser", "localUser": "admin", "localPassword": service.admin_password}
+    return requests.post(f"{service.url}/sessions", data=data or json.dumps(body), timeout=30,
+                         headers={"Accept": accept, "Content-Type": content_type})
+
+
+def test_login_without_accept_gets_the_45_type(service):
+    response = raw_login(service, None)
+    assert response.status_code == 200, response.text
+    assert response.headers["Content-Type"] == VENDOR_JSON
+
+
+@pytest.mark.parametrize("accept", ["application/json", "application/json;charset=UTF-8"])
+def test_login_asking_for_plain_json_gets_plain_json(service, accept):
+    response = raw_login(service, accept)
+    assert response.status_code == 200, response.text
+    assert response.headers["Content-Type"] == "application/json;charset=UTF-8"
+
+
+@pytest.mark.parametrize("charset", [False, True], ids=["bare", "charset"])
+@pytest.mark.parametrize("version", VENDOR_VERSIONS)
+def test_login_in_each_vendor_version_is_answered_in_it(service, version, charset):
+    media_type = vendor_type(version, charset)
+    response = raw_login(service, media_type, content_type=media_type)
+    assert response.status_code == 200, response.text
+    assert response.headers["Content-Type"] == vendor_type(version)
+    assert_session_details(response.json(), "admin")
+
+
+def test_pretty_printed_login_body_is_read(service):
+    body = {"type": "localUser", "localUser": "admin", "localPassword": service.admin_password}
+    response = raw_login(service, vendor_type("4.5"), vendor_type("4.5"),
+                         json.dumps(body, indent=4) + "\n")
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize("version", ["9.9", "5"])
+def test_unknown_version_is_406_the_same_with_or_without_charset(service, version):
+    bodies = []
+    for charset in (False, True):
+        response = raw_login(service, vendor_type(version, charset))
+        bodies.append(assert_error_response(response, 406, "NotAcceptable"))
+    assert bodies[0] == bodies[1]
+    assert all(f"{known}," in bodies[0]["msg"] for known in ("3.5", "4.3", "4.5"))
+
+
+@pytest.mark.parametrize("charset", [False, True], ids=["bare", "charset"])
+def test_body_in_an_unknown_version_is_415(service, charset):
+    response = raw_login(service, None, content_type=vendor_type("9.9", charset))
+    assert_error_response(response, 415, "UnsupportedMediaType")
+
+
+@pytest.mark.parametrize("first_accept", [None, "application/json", vendor_type("4.7"),
+                                          vendor_type("3", charset=False)])
+def test_the_login_content_type_echoed_as_accept_works_later(service, first_accept):
+    """The vendor module and Ansible send the login response's Content-Type as Accept."""
+    logged_in = raw_login(service, first_accept)
+    assert logged_in.status_code == 200, logged_in.text
+    echoed = logged_in.headers["Content-Type"]
+    response = requests.get(f"{service.url}/tasks", timeout=30, headers={
+        "Accept": echoed, "X-VCAV-Auth": logged_in.headers["X-VCAV-Auth"]})
+    assert response.status_code == 200, response.text
+    assert response.headers["Content-Type"] == echoed
+
+
+# --- GET /diagnostics/about ------------------------------------------------------------------
+
+def test_about_answers_with_and_without_a_session(service, client):
+    anonymous = requests.get(f"{service.url}/diagnostics/about", timeout=30)
+    assert anonymous.status_code == 200, anonymous.text
+    assert anonymous.headers["Content-Type"] == VENDOR_JSON
+    with_session = client.get("/diagnostics/about")
+    assert with_session.status_code == 200, with_session.text
+    assert assert_about_info(anonymous.json()) == assert_about_info(with_session.json())
+
+
+# --- GET and POST /diagnostics/health --------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def ansible_health(service):
+    """ansible_vcda_module's info: GET, 202 or it gives up, two seconds, one read of the task."""
+    http = service.login()
+    accepted = http.get(f"{service.url}/diagnostics/health", timeout=30)
+    assert accepted.status_code == 202, accepted.text
+    time.sleep(2)
+    return {"accepted": accepted,
+            "read": http.get(f"{service.url}/tasks/{accepted.json()['id']}", timeout=30)}
+
+
+def test_health_task_read_once_after_two_seconds_has_ended(ansible_health):
+    read = ansible_health["read"]
+    assert read.status_code == 200 and read.headers["Content-Type"] == VENDOR_JSON
+    task = assert_api_task(read.json())
+    assert task["state"] == "SUCCEEDED" and task["resultType"] == "CloudHealthInfo", task
+    result = assert_cloud_health_info(task["result"])
+    assert {result[name] for name in HEALTH_ERRORS} == {None}, result
+
+
+def test_health_task_describes_the_cloud_health_check(service, ansible_health):
+    accepted = ansible_health["accepted"]
+    task = assert_api_task(accepted.json())
+    assert accepted.headers["Location"] == f"{service.url}/tasks/{task['id']}"
+    assert task["workflowInfo"]["type"] == "health"
+    assert task["workflowInfo"]["resourceType"] == "CLOUD"
+    assert task["user"] == "admin"
+
+
+def test_terraform_posts_health_and_polls_its_task(service):
+    """terraform-provider-vcda 2.x: POST, then poll until the state is neither RUNNING nor
+    QUEUED; code and msg of `error` when FAILED, else `result` as a map."""
+    http = service.login()
+    http.headers["Accept"] = vendor_type("4.7")
+    accepted = http.post(f"{service.url}/diagnostics/health", timeout=30)
+    assert accepted.status_code == 202, accepted.text
+    assert accepted.headers["Content-Type"] == vendor_type("4.7")
+
+    def ended():
+        task = http.get(f"{service.url}/tasks/{accepted.json()['id']}", timeout=30).json()
+        return task if task["state"] not in ("RUNNING", "QUEUED") else None
+
+    task = assert_api_task(wait_until(ended, 30, "the health task"))
+    assert task["state"] != "FAILED", (task["error"]["code"], task["error"]["msg"])
+    assert isinstance(task["result"], dict)
+    assert_cloud_health_info(task["result"])
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_health_in_each_client_style(client, method):
+    response = client.request(method, "/diagnostics/health")
+    assert response.status_code == 202, response.text
+    assert response.headers["Content-Type"] == VENDOR_JSON
+    task = assert_api_task(response.json())
+    assert task["state"] == "SUCCEEDED" and task["endTime"] >= task["startTime"]
+    assert client.get(f"/tasks/{task['id']}").json() == task
+
+
+def test_health_reports_a_worker_answering(client):
+    result = client.get("/diagnostics/health").json()["result"]
+    assert result["managerError"] is None and result["dbError"] is None, result
+
+
+# --- GET /sites ------------------------------------------------------------------------------
+
+def test_sites_is_a_plain_list_of_the_local_site(service, client):
+    response = client.get("/sites")
+    assert response.status_code == 200 and response.headers["Content-Type"] == VENDOR_JSON
+    body = response.json()
+    assert isinstance(body, list) and len(body) == 1, body
+    site = assert_site(body[0])
+    assert site["site"] == SITE and site["apiUrl"] == service.url
+
+
+def test_one_site_by_name(client):
+    response = client.get(f"/sites/{SITE}")
+    assert response.status_code == 200, response.text
+    assert response.json() == client.get("/sites").json()[0]
+
+
+def test_another_site_is_404(client):
+    assert_error_response(client.get("/sites/elsewhere"), 404, "SiteNotFound")
+
+
+# --- GET /tasks as the community modules filter it -------------------------------------------
+
+@pytest.fixture(scope="module")
+def health_task(client, style):
+    """A health task asked for with an operationID."""
+    operation_id = f"op-health-{style}-{uuid.uuid4().hex[:8]}"
+    response = client.post("/diagnostics/health", headers={"operationID": operation_id})
+    assert response.status_code == 202, response.text
+    return {"task": response.json(), "operationID": operation_id}
+
+
+def _ids(found: dict) -> list[str]:
+    return [t["id"] for t in found["items"]]
+
+
+def test_task_list_filters_by_site(client, backup, health_task):
+    everything = _ids(task_list(client, limit=100))
+    assert health_task["task"]["id"] in everything and backup["task"]["id"] in everything
+    assert _ids(task_list(client, site=SITE, limit=100)) == everything
+    assert task_list(client, site="elsewhere") == {"items": [], "total": 0}
+
+
+def test_task_list_filters_by_operation_id_query(client, health_task):
+    found = task_list(client, operationID=health_task["operationID"])
+    assert _ids(found) == [health_task["task"]["id"]]
+
+
+def test_task_list_filters_by_state_start_time_and_user_together(client, backup, health_task):
+    task = health_task["task"]
+    found = task_list(client, state="SUCCEEDED", startTimeAfter=task["startTime"] - 1,
+                      user="admin", site=SITE)
+    assert task["id"] in _ids(found)
+    assert backup["task"]["id"] not in _ids(found)  # it started earlier
+    assert all(t["state"] == "SUCCEEDED" and t["startTime"] >= task["startTime"]
+               and t["user"] == "admin" for t in found["items"])
+    assert task["id"] not in _ids(task_list(client, user=VIEWER))
+    assert task["id"] not in _ids(task_list(client, state="FAILED"))
+
+
 # --- the quota, under concurrent requests ----------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -669,7 +892,9 @@ def quota_service(tmp_path_factory):
     (tree / "settings.conf").write_text("quota = 5\n")
     running = Service(tmp_path_factory.mktemp("quota-service"), redis_server, {"tree": tree},
                       extra_env={"H4_BACKUP_QUOTA": str(QUOTA),
-                                 "H4_SCRYPT_WORK_FACTOR": "10"})
+                                 "H4_SCRYPT_WORK_FACTOR": "10",
+                                 # The concurrent clients all come from 127.0.0.1.
+                                 "H4_CONNECTIONS_PER_ADDRESS": str(2 * CONCURRENT_REQUESTS)})
     try:
         yield running.start(workers=1)
     finally:

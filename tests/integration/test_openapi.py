@@ -28,6 +28,9 @@ PART_A = {("/sessions", "get"), ("/sessions", "post"), ("/sessions", "delete"),
           ("/backups/{}", "get"), ("/backups/{}", "post"), ("/backups/{}", "delete"),
           ("/backups/cookie/{}", "get"), ("/backups/cookie/{}", "post"),
           ("/tasks", "get"), ("/tasks/{}", "get")}
+# What vCDA clients call around it: right after login, to check health, to find the site.
+VCDA_CLIENT_CALLS = {("/diagnostics/about", "get"), ("/diagnostics/health", "get"),
+                     ("/diagnostics/health", "post"), ("/sites", "get"), ("/sites/{}", "get")}
 
 # Schemathesis failure codes, grouped by the check that reports them.
 SERVER_ERRORS = {"ST101", "ST102"}
@@ -63,11 +66,28 @@ def test_openapi_document_is_valid(document):
     validate(document)
 
 
+def _described(document: dict) -> set[tuple[str, str]]:
+    return {(re.sub(r"\{[^}]+\}", "{}", path), method)
+            for path, operations in document["paths"].items() for method in operations
+            if method in {"get", "post", "put", "delete", "patch"}}
+
+
 def test_openapi_document_describes_every_part_a_operation(document):
-    described = {(re.sub(r"\{[^}]+\}", "{}", path), method)
-                 for path, operations in document["paths"].items() for method in operations
-                 if method in {"get", "post", "put", "delete", "patch"}}
-    assert PART_A - described == set()
+    assert PART_A - _described(document) == set()
+
+
+def test_openapi_document_describes_what_vcda_clients_call_besides(document):
+    assert VCDA_CLIENT_CALLS - _described(document) == set()
+
+
+def test_about_is_documented_as_open_to_anyone(document):
+    assert {} in document["paths"]["/diagnostics/about"]["get"]["security"]
+
+
+def test_health_task_documents_its_location(document):
+    for method in ("get", "post"):
+        accepted = document["paths"]["/diagnostics/health"][method]["responses"]["202"]
+        assert "Location" in accepted["headers"]
 
 
 class _AssetParser(HTMLParser):

@@ -45,7 +45,8 @@ def test_unknown_user_is_401(client):
 def test_get_session_needs_token_and_says_how(client):
     response = client.get("/sessions")
     _api_error(response, 401, "NotAuthenticated")
-    assert "X-VCAV-Auth" in response.headers["WWW-Authenticate"]
+    # What the vendor's PowerCLI module looks for to see an expired session.
+    assert response.headers["WWW-Authenticate"] == "Authentication Token Required"
 
 
 def test_logout_ends_the_token_at_once(client):
@@ -114,8 +115,8 @@ def test_vendor_request_type_with_charset_is_accepted(client):
     assert client.post("/backups", data="{}", headers=headers).status_code == 202
 
 
-def test_accept_of_other_h4_version_is_406(client):
-    headers = {**login(client), "Accept": "application/vnd.vmware.h4-v4.0+json"}
+def test_accept_of_an_unknown_h4_version_is_406(client):
+    headers = {**login(client), "Accept": "application/vnd.vmware.h4-v9.9+json"}
     _api_error(client.get("/sessions", headers=headers), 406, "NotAcceptable")
 
 
