@@ -122,14 +122,10 @@ class Soak:
         while not self.stop.is_set():
             while len(socks) < SLOW_CONNECTIONS:
                 try:
-                    sock = socket.socket()
-                    sock.bind(("127.0.0.2", 0))
-                    sock.settimeout(2)
-                    sock.connect(("127.0.0.1", self.service.port))
+                    sock = self.service.connect("127.0.0.2", timeout=2)
                     sock.sendall(b"GET /tasks HTTP/1.1\r\nHost: h4\r\n")
                     socks.append(sock)
                 except OSError:
-                    sock.close()
                     break
             socks = [s for s in socks if self._send_line(s)]
             self.stop.wait(1.5)

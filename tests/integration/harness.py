@@ -1,14 +1,24 @@
-"""Real processes for integration tests: redis-server, Celery workers and the API over HTTP."""
+"""Real processes for integration tests: redis-server, Celery workers and the API over HTTPS.
+
+Every service of a test run serves one test certificate, which every `requests` call of the
+run trusts (REQUESTS_CA_BUNDLE); a test that needs the certificate the service generates
+itself passes empty H4_TLS_CERT_FILE/H4_TLS_KEY_FILE and trusts `service.ca_file`.
+"""
 
 from __future__ import annotations
 
+import atexit
 import base64
+import functools
 import json
 import os
+import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +30,22 @@ from tests.tools import require_tool
 
 REPO = Path(__file__).resolve().parents[2]
 VENDOR_JSON = "application/vnd.vmware.h4-v4.5+json"
+
+
+@functools.cache
+def test_certificate() -> tuple[Path, Path]:
+    """(certificate, key) for 127.0.0.1 and localhost, made once per test run."""
+    from cli.tls import self_signed_certificate
+
+    folder = Path(tempfile.mkdtemp(prefix="h4-test-tls-"))
+    atexit.register(shutil.rmtree, folder, True)
+    cert_pem, key_pem = self_signed_certificate(["localhost", "127.0.0.1", "::1"])
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    cert.write_bytes(cert_pem)
+    key.write_bytes(key_pem)
+    key.chmod(0o600)
+    os.environ["REQUESTS_CA_BUNDLE"] = str(cert)  # this process and the clients it starts
+    return cert, key
 
 
 def free_port() -> int:
@@ -98,8 +124,34 @@ class Service:
     beat: subprocess.Popen | None = None
 
     @property
+    def tls(self) -> bool:
+        return self.extra_env.get("H4_TLS", "on") != "off"
+
+    @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+
+    @property
+    def ca_file(self) -> Path:
+        """The certificate the API serves: the run's test certificate, or the generated one."""
+        if self.extra_env.get("H4_TLS_CERT_FILE") == "":
+            return self.root / "data" / "tls" / "cert.pem"
+        return test_certificate()[0]
+
+    def connect(self, source: str = "127.0.0.1", timeout: float = 5) -> socket.socket:
+        """A raw connection to the API (TLS when it speaks it), from a loopback `source`."""
+        sock = socket.socket()
+        try:
+            sock.bind((source, 0))
+            sock.settimeout(timeout)
+            sock.connect(("127.0.0.1", self.port))
+            if not self.tls:
+                return sock
+            context = ssl.create_default_context(cafile=str(self.ca_file))
+            return context.wrap_socket(sock, server_hostname="127.0.0.1")
+        except OSError:
+            sock.close()
+            raise
 
     @property
     def backup_dir(self) -> Path:
@@ -117,7 +169,9 @@ class Service:
             "H4_SOURCES": ",".join(f"{n}={p}" for n, p in self.sources.items()),
             "H4_ADMIN_USER": "admin", "H4_ADMIN_PASSWORD": self.admin_password,
             "H4_TRANSIT_KEY": base64.urlsafe_b64encode(b"k" * 32).decode().rstrip("="),
-            "H4_LOG_LEVEL": "DEBUG", "PYTHONUNBUFFERED": "1", "H4_TLS": "off",
+            "H4_LOG_LEVEL": "DEBUG", "PYTHONUNBUFFERED": "1",
+            "H4_TLS_CERT_FILE": str(test_certificate()[0]),
+            "H4_TLS_KEY_FILE": str(test_certificate()[1]),
         })
         env.update(self.extra_env)
         return env
@@ -179,6 +233,9 @@ class Service:
 
     def login(self, user: str = "admin", password: str | None = None) -> requests.Session:
         session = requests.Session()
+        # Not from REQUESTS_CA_BUNDLE: it would win over the session's own CA file.
+        session.trust_env = False
+        session.verify = str(self.ca_file) if self.tls else True
         session.headers["Accept"] = f"{VENDOR_JSON};charset=UTF-8"
         response = session.post(f"{self.url}/sessions", json={
             "type": "localUser", "localUser": user,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import threading
 import time
 
@@ -29,7 +28,7 @@ def service(tmp_path_factory):
 
 
 def _raw(service, request: bytes) -> tuple[int, str, bytes]:
-    with socket.create_connection(("127.0.0.1", service.port), timeout=10) as sock:
+    with service.connect(timeout=10) as sock:
         sock.sendall(request)
         data = b""
         while chunk := sock.recv(65536):

@@ -37,26 +37,18 @@ def slow_service(tmp_path_factory):
     redis_server.stop()
 
 
-def _connect(port: int, source: str) -> socket.socket:
-    sock = socket.socket()
-    sock.bind((source, 0))
-    sock.settimeout(5)
-    sock.connect(("127.0.0.1", port))
-    return sock
-
-
 class HeaderDripper(threading.Thread):
     """Many connections, each sending one more header line every 1.5 s (slowloris)."""
 
-    def __init__(self, port: int, count: int, source: str, seconds: float) -> None:
+    def __init__(self, service, count: int, source: str, seconds: float) -> None:
         super().__init__(daemon=True)
-        self.port, self.count, self.source, self.seconds = port, count, source, seconds
+        self.service, self.count, self.source, self.seconds = service, count, source, seconds
         self.opened, self.closed_by_server = 0, 0
 
     def run(self) -> None:
         socks = []
         for _ in range(self.count):
-            sock = _connect(self.port, self.source)
+            sock = self.service.connect(self.source)
             sock.sendall(b"GET /tasks HTTP/1.1\r\nHost: h4\r\n")
             socks.append(sock)
         self.opened = len(socks)
@@ -87,7 +79,7 @@ def _timed_get(http, url: str) -> float:
 
 def test_normal_client_answers_within_1s_while_200_connections_drip_headers(slow_service):
     http = slow_service.login()
-    dripper = HeaderDripper(slow_service.port, SLOW_CONNECTIONS, "127.0.0.2", seconds=12)
+    dripper = HeaderDripper(slow_service, SLOW_CONNECTIONS, "127.0.0.2", seconds=12)
     dripper.start()
     wait_until(lambda: dripper.opened == SLOW_CONNECTIONS, 20, "the slow connections")
     times = [_timed_get(http, f"{slow_service.url}/tasks") for _ in range(40)
@@ -117,7 +109,7 @@ def _length(data: bytes) -> int:
 
 
 def test_a_body_that_stops_after_one_byte_is_ended_with_408(slow_service):
-    with _connect(slow_service.port, "127.0.0.1") as sock:
+    with slow_service.connect("127.0.0.1") as sock:
         sock.settimeout(IDLE_SECONDS + BODY_SECONDS + 10)
         started = time.monotonic()
         sock.sendall(b"POST /sessions HTTP/1.1\r\nHost: h4\r\n"
@@ -139,7 +131,7 @@ def _trickle(sock: socket.socket, seconds: float) -> None:
 
 
 def test_a_body_trickled_byte_by_byte_is_ended_at_the_minimum_rate(slow_service):
-    with _connect(slow_service.port, "127.0.0.1") as sock:
+    with slow_service.connect("127.0.0.1") as sock:
         sock.sendall(b"POST /sessions HTTP/1.1\r\nHost: h4\r\n"
                      b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n")
         started = time.monotonic()
@@ -150,10 +142,10 @@ def test_a_body_trickled_byte_by_byte_is_ended_at_the_minimum_rate(slow_service)
 
 
 def test_connections_over_the_per_address_limit_get_a_429_api_error(slow_service):
-    held = [_connect(slow_service.port, "127.0.0.3") for _ in range(PER_ADDRESS)]
+    held = [slow_service.connect("127.0.0.3") for _ in range(PER_ADDRESS)]
     try:
         wait_until(lambda: True, 0.5, "the held connections")
-        with _connect(slow_service.port, "127.0.0.3") as extra:
+        with slow_service.connect("127.0.0.3") as extra:
             status, body = _read_response(extra)
         assert (status, body["code"]) == (429, "TooManyConnections")
         # Another address is not affected.
