@@ -55,7 +55,14 @@ def api_error_bytes(status: int, reason: str, message: str, extra_headers: str =
     return head.encode("latin-1") + body
 
 
+# A token cut out of `curl -i` output with grep and cut keeps the line's CR: say so.
+CR_HINT = (" A header value may not hold a carriage return; if a token was cut out of "
+           "`curl -i` output, strip its trailing \\r (for example with tr -d '\\r').")
+
+
 def _write_api_error(sock, status_int: int, reason: str, mesg: str) -> None:
+    if mesg.startswith("Invalid HTTP Header"):
+        mesg += CR_HINT
     util.write_nonblock(sock, api_error_bytes(status_int, reason, mesg))
 
 

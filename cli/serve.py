@@ -132,7 +132,8 @@ def serve(settings: Settings) -> int:
 def _announce(settings: Settings) -> None:
     where = ("H4_ADMIN_PASSWORD" if settings.admin_password
              else f"the file {admin_password_file(settings)}")
-    print(f"h4backup: API on http://{settings.host}:{settings.port}/ ; log in as "
+    scheme = "https" if settings.tls else "http"
+    print(f"h4backup: API on {scheme}://{settings.host}:{settings.port}/ ; log in as "
           f"{settings.admin_user!r} with the password in {where}; backups go to "
           f"{settings.backup_dir}. Ctrl-C stops.", file=sys.stderr, flush=True)
 

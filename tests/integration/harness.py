@@ -33,7 +33,7 @@ VENDOR_JSON = "application/vnd.vmware.h4-v4.5+json"
 
 
 @functools.cache
-def test_certificate() -> tuple[Path, Path]:
+def run_certificate() -> tuple[Path, Path]:
     """(certificate, key) for 127.0.0.1 and localhost, made once per test run."""
     from cli.tls import self_signed_certificate
 
@@ -136,7 +136,7 @@ class Service:
         """The certificate the API serves: the run's test certificate, or the generated one."""
         if self.extra_env.get("H4_TLS_CERT_FILE") == "":
             return self.root / "data" / "tls" / "cert.pem"
-        return test_certificate()[0]
+        return run_certificate()[0]
 
     def connect(self, source: str = "127.0.0.1", timeout: float = 5) -> socket.socket:
         """A raw connection to the API (TLS when it speaks it), from a loopback `source`."""
@@ -170,8 +170,8 @@ class Service:
             "H4_ADMIN_USER": "admin", "H4_ADMIN_PASSWORD": self.admin_password,
             "H4_TRANSIT_KEY": base64.urlsafe_b64encode(b"k" * 32).decode().rstrip("="),
             "H4_LOG_LEVEL": "DEBUG", "PYTHONUNBUFFERED": "1",
-            "H4_TLS_CERT_FILE": str(test_certificate()[0]),
-            "H4_TLS_KEY_FILE": str(test_certificate()[1]),
+            "H4_TLS_CERT_FILE": str(run_certificate()[0]),
+            "H4_TLS_KEY_FILE": str(run_certificate()[1]),
         })
         env.update(self.extra_env)
         return env

@@ -125,3 +125,12 @@ def test_a_health_flood_while_workers_hang_leaves_other_calls_fast(service):
     assert set(anonymous["workers"]) == {"ok"}
     wait_until(lambda: requests.get(f"{service.url}/health", timeout=10).status_code == 200,
                30, "health to recover")
+
+
+def test_a_token_ending_in_cr_is_refused_with_an_api_error_that_says_why(service):
+    token = service.login().headers["X-VCAV-Auth"]
+    status, content_type, body = _raw(
+        service, f"GET /tasks HTTP/1.1\r\nHost: h4\r\nX-VCAV-Auth: {token}\r\r\n\r\n".encode())
+    assert (status, json.loads(body)["code"]) == (400, "BadUserInput")
+    assert content_type.startswith("application/vnd.vmware.h4-v4.5+json")
+    assert "carriage return" in json.loads(body)["msg"]
