@@ -201,7 +201,8 @@ def main() -> int:
     print(f"wrk -t{args.threads} -c{args.connections} -d{args.seconds}s --latency runs on the "
           "same machine: wrk and the server share its cores, so these figures are lower "
           "than the server alone could give")
-    print(f"gunicorn gthread, 8 threads, {args.workers} workers, for both servers; the service "
+    print(f"gunicorn with the API's gevent worker, {args.workers} workers, for both servers; "
+          "the service "
           "runs with H4_LOG_LEVEL=WARNING (no line per request) and no workers (tasks queue)")
     with tempfile.TemporaryDirectory(prefix="h4bench-wrk-") as folder:
         rounds = measure_all(args, Path(folder))

@@ -119,7 +119,8 @@ def running_stack(env: dict[str, str], api_workers: int = 2) -> Iterator[Stack]:
     root = Path(tempfile.mkdtemp(prefix="h4bench-service-"))
     redis = PrivateRedis(root / "redis")
     sources = {"tiny": make_tiny_source(root / "source")}
-    stack = Stack(root=root, redis=redis, sources=sources, extra_env=env,
+    # Plain HTTP, as the bare yardstick serves: the figures compare the application alone.
+    stack = Stack(root=root, redis=redis, sources=sources, extra_env={"H4_TLS": "off", **env},
                   api_workers=api_workers)
     try:
         redis.start()
