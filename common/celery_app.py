@@ -40,6 +40,11 @@ def make_celery(settings: Settings, broker_url: str | None = None) -> Celery:
         task_soft_time_limit=HARD_TIME_LIMIT_SECONDS - 300,
         broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_SECONDS},
         broker_connection_retry_on_startup=True,
+        # However long Redis is away, a worker reconnects (at most 30 s apart, kombu's pace)
+        # and consumes again; Celery's default gives up after 100 tries, about 50 minutes.
+        broker_connection_max_retries=None,
+        # A task whose message can no longer be acknowledged ends (SystemExit in the pool
+        # process); its lease expires and the reaper sends it again.
         worker_cancel_long_running_tasks_on_connection_loss=True,
         worker_soft_shutdown_timeout=60.0,
         worker_enable_soft_shutdown_on_idle=False,

@@ -7,12 +7,16 @@ Reading, the files' SHA-256 and feeding zstd run on the calling thread, and zstd
 its own worker threads; the encryption, the SHA-512 and the disk writes each run on a thread of
 their own, fed through small bounded queues (worker/handoff.py). All of these release the GIL
 on large buffers (except the encryption, which is the smallest part), so every core is kept
-busy while only a few MiB are in flight between the stages.
+busy while only a few MiB are in flight between the stages. The three stages share one stop
+signal, so that however the calling thread leaves (a failure, a cancel, a SystemExit from the
+pool's SIGTERM) no thread is left waiting, and the temporary file goes with them.
 """
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,10 +78,11 @@ def run_backup(job: BackupJob, reporter: Reporter) -> BackupOutcome:
     watch = Watch(reporter, total_bytes)
     generated_on = time.time_ns() // 1_000_000
     path = job.backup_dir / backup_file_name(job.backup_id, job.encrypted)
-    with AtomicFile(path) as stored, _BackgroundWriter(stored, "backup-disk", True) as disk:
+    stages = _Stages(watch.checkpoint)
+    with AtomicFile(path) as stored, stages.writer(stored, "backup-disk", owned=True) as disk:
         hasher = HashingWriter(disk)
-        with _BackgroundWriter(hasher, "backup-hash", True) as hashing:
-            archive = _write_encrypted(job, exclude, hashing, watch, generated_on)
+        with stages.writer(hasher, "backup-hash", owned=True) as hashing:
+            archive = _write_encrypted(job, exclude, hashing, watch, generated_on, stages)
     watch.finish()
     return BackupOutcome(job.backup_id, path, hasher.size, hasher.formatted(),
                          archive.files, archive.source_bytes, generated_on)
@@ -85,12 +90,12 @@ def run_backup(job: BackupJob, reporter: Reporter) -> BackupOutcome:
 
 def _write_encrypted(
     job: BackupJob, exclude: tuple[Path, ...], sink: BinarySink, watch: Watch,
-    generated_on: int,
+    generated_on: int, stages: _Stages,
 ) -> ArchiveWriter:
     # The key derivation (hundreds of MiB for scrypt) runs before the compressor exists, so
     # that the two memory peaks never add up.
     encryptor = _open_encryption(job, sink)
-    with _BackgroundWriter(encryptor or sink, "backup-writer") as pipe:
+    with stages.writer(encryptor or sink, "backup-writer") as pipe:
         archive = _write_compressed(job, exclude, pipe, watch, generated_on)
     if encryptor is not None:
         encryptor.close()
@@ -123,6 +128,19 @@ def _write_compressed(
     return archive
 
 
+class _Stages:
+    """The background writers of one backup: one stop for all, and the calling thread's
+    checkpoint, asked while it waits on them, so that a cancel reaches it even when a stage
+    is stuck (on a disk that stopped answering, say)."""
+
+    def __init__(self, checkpoint: Callable[[], None]) -> None:
+        self.stop, self.checkpoint = threading.Event(), checkpoint
+
+    def writer(self, sink: BinarySink, name: str, owned: bool = False) -> _BackgroundWriter:
+        return _BackgroundWriter(Consumer(sink.write, name, _CHUNKS_IN_FLIGHT, stop=self.stop,
+                                          checkpoint=self.checkpoint), owned)
+
+
 class _BackgroundWriter:
     """A write-only file whose bytes reach the sink on another thread, in order.
 
@@ -130,8 +148,8 @@ class _BackgroundWriter:
     copied first, since the caller may reuse its buffer as soon as write returns.
     """
 
-    def __init__(self, sink: BinarySink, name: str, owned: bool = False) -> None:
-        self._writes: Consumer[bytes] = Consumer(sink.write, name, _CHUNKS_IN_FLIGHT)
+    def __init__(self, writes: Consumer[bytes], owned: bool = False) -> None:
+        self._writes = writes
         self._owned = owned
 
     def __enter__(self) -> _BackgroundWriter:

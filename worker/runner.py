@@ -20,6 +20,10 @@ from worker.maintenance import remove_partial_files
 from worker.retry import patiently
 
 log = logging.getLogger("h4backup.worker")
+# The longest the end of a task waits for the lease thread, which may be inside a Redis call
+# that only the 30 s socket timeout would end; left behind, it ends when that call returns.
+_LEASE_JOIN_SECONDS = 5.0
+
 
 class StoreReporter:
     """The pipeline's window on the task row: progress, warnings and the stop flag."""
@@ -64,19 +68,26 @@ class LeaseKeeper:
 
     def __exit__(self, *exc: object) -> None:
         self._done.set()
-        self._thread.join()
+        self._thread.join(_LEASE_JOIN_SECONDS)
 
     def _beat(self) -> None:
         # Renew three times per lease: one missed beat (Redis busy a moment) is no loss.
         while not self._done.wait(self.lease / 3):
-            try:
-                renewed = self.ctx.store.renew_lease(self.task_id, self.ctx.holder, self.lease)
-            except Exception:  # Redis away for a moment: keep running, try again next beat
-                log.warning("could not renew the lease of task %s", self.task_id)
-                continue
-            if not renewed:
-                log.error("lost the lease of task %s; stopping", self.task_id)
-                self.reporter.lease_lost.set()
+            if not self._renew():
+                return
+
+    def _renew(self) -> bool:
+        """False once the lease is lost: it may be another run's now, so renewing stops."""
+        try:
+            renewed = self.ctx.store.renew_lease(self.task_id, self.ctx.holder, self.lease)
+        except Exception:  # Redis away for a moment: keep running, try again next beat
+            log.warning("could not renew the lease of task %s", self.task_id)
+            return True
+        if renewed or self._done.is_set():
+            return True
+        log.error("lost the lease of task %s; stopping", self.task_id)
+        self.reporter.lease_lost.set()
+        return False
 
 
 def run_task(ctx: WorkerContext, task_id: str) -> str:
@@ -124,6 +135,12 @@ def _run_claimed(ctx: WorkerContext, task: dict[str, Any]) -> None:
         log.exception("%s task failed unexpectedly", task["type"])
         _record_failure(ctx, task, reporter, GeneralServerFailure())
         return
+    except BaseException:
+        # Celery's pool ends a task it can no longer acknowledge with SystemExit: the task
+        # stays RUNNING until its lease expires and the reaper sends it again.
+        log.warning("%s task %s interrupted; it runs again once its lease expires",
+                    task["type"], task["id"])
+        raise
     _record_success(ctx, task, finish)
 
 

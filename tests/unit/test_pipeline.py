@@ -4,6 +4,7 @@ import os
 import random
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import pyrage
@@ -13,7 +14,7 @@ from common.errors import FileSkipped, InsufficientStorage, SourceUnavailable, T
 from common.tasks import backup_file_name
 from tests.tools import require_tool
 from tests.unit.test_archive import sample_tree, tree_contents
-from worker import progress, storage
+from worker import handoff, progress, storage
 from worker.age import AgeReader, generate_x25519_identity
 from worker.archive import MANIFEST_NAME
 from worker.hashing import HashingWriter, format_sha512, sha512_of_file
@@ -161,6 +162,58 @@ def test_stop_midway_cancels_and_leaves_nothing(source, backup_dir, monkeypatch)
                    RecordingReporter(stop_after_checks=8))
     assert os.listdir(backup_dir) == []
     assert "backup-writer" not in [thread.name for thread in threading.enumerate()]
+
+
+def _backup_threads(seconds: float = 2.0) -> list[str]:
+    """The pipeline's threads still alive after waiting at most `seconds` for them to end."""
+    deadline = time.monotonic() + seconds
+    while True:
+        left = [t.name for t in threading.enumerate() if t.name.startswith("backup-")]
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.02)
+
+
+def test_an_interrupt_while_a_stage_starts_leaves_no_thread_and_no_file(
+    source, backup_dir, monkeypatch
+) -> None:
+    real_start = threading.Thread.start
+
+    def interrupt_the_writer(thread: threading.Thread) -> None:
+        real_start(thread)
+        if thread.name == "backup-writer":  # SIGTERM landing in start()'s wait, after scrypt
+            raise SystemExit(-15)
+
+    monkeypatch.setattr(threading.Thread, "start", interrupt_the_writer)
+    with pytest.raises(SystemExit):
+        run_backup(job_for(source, backup_dir, passphrase=PASSPHRASE), RecordingReporter())
+    monkeypatch.undo()
+    assert _backup_threads() == []
+    assert os.listdir(backup_dir) == []
+
+
+def test_a_cancel_ends_a_backup_whose_disk_is_stuck(source, backup_dir, monkeypatch) -> None:
+    (source / "more-random.bin").write_bytes(random.randbytes(16 << 20))  # past the buffers
+    monkeypatch.setattr(handoff, "STOP_SECONDS", 0.2)
+    real_write, blocked, released = os.write, threading.Event(), threading.Event()
+
+    def stuck_on_the_backup(fd: int, data) -> int:
+        if not os.readlink(f"/proc/self/fd/{fd}").endswith(".part"):
+            return real_write(fd, data)
+        blocked.set()
+        released.wait(30)
+        raise OSError(errno.EIO, "the disk came back too late")
+
+    class StopOnceStuck(RecordingReporter):
+        def should_stop(self) -> bool:  # a cancel, asked for once the disk hangs
+            return blocked.is_set()
+
+    monkeypatch.setattr(storage.os, "write", stuck_on_the_backup)
+    with pytest.raises(TaskCanceled):
+        run_backup(job_for(source, backup_dir), StopOnceStuck())
+    released.set()
+    assert _backup_threads() == []
+    assert os.listdir(backup_dir) == []
 
 
 def test_full_disk_fails_with_insufficient_storage_and_leaves_nothing(
