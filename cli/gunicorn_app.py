@@ -108,14 +108,13 @@ def _serve(settings: Settings, host: str, workers: int) -> None:
 
 
 def _tls_options(settings: Settings) -> dict[str, object]:
-    """HTTPS with the administrator's or the generated certificate, unless H4_TLS=off."""
-    if not settings.tls:
-        return {}
-    from cli.tls import fingerprint, server_context, tls_files
+    """The certificate made (when missing) and announced here, once; the worker class speaks
+    TLS itself (cli/gunicorn_worker.py), so gunicorn is given no TLS option."""
+    if settings.tls:
+        from cli.tls import fingerprint, tls_files
 
-    files = tls_files(settings)
-    print(f"h4backup: HTTPS certificate {files.cert}\n"
-          f"h4backup: its SHA-256 fingerprint is {fingerprint(files.cert)}",
-          file=sys.stderr, flush=True)
-    return {"certfile": str(files.cert), "keyfile": str(files.key),
-            "ssl_context": lambda _config, _default: server_context(files)}
+        files = tls_files(settings)
+        print(f"h4backup: HTTPS certificate {files.cert}\n"
+              f"h4backup: its SHA-256 fingerprint is {fingerprint(files.cert)}",
+              file=sys.stderr, flush=True)
+    return {}

@@ -19,15 +19,18 @@ from __future__ import annotations
 
 import collections
 import json
+import socket
+import ssl
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 import gevent
 from gunicorn import util
 from gunicorn.workers.ggevent import GeventWorker
 
+from cli.tls import server_context, tls_files
 from common import secrecy
 from common.config import Settings, load_settings
 
@@ -138,12 +141,19 @@ class ApiWorker(GeventWorker):
 
     def load_wsgi(self) -> None:
         super().load_wsgi()
+        # TLS is this worker's own business, not gunicorn's: gevent's server would do each
+        # handshake before `handle`, with no deadline and outside the per-address limit. Made
+        # here, after gevent patched the ssl module, so its sockets are gevent's.
+        self.tls = server_context(tls_files(self.settings)) if self.settings.tls else None
         pool = gevent.get_hub().threadpool
         secrecy.offload = lambda function, *args, **kwargs: pool.apply(function, args, kwargs)
         app, grace = self.wsgi, self.settings.body_timeout_seconds
+        scheme = "https" if self.tls else None
 
         def with_body_deadline(environ: dict, start_response: Callable) -> Any:
             environ["wsgi.input"] = DeadlineInput(environ["wsgi.input"], grace)
+            if scheme:
+                environ["wsgi.url_scheme"] = scheme
             return app(environ, start_response)
 
         self.wsgi = with_body_deadline
@@ -160,16 +170,34 @@ class ApiWorker(GeventWorker):
         client.setblocking(1)
         client.settimeout(self.settings.client_idle_seconds)
         address = addr[0] if isinstance(addr, tuple) else ""
-        if self.limiter is None or not address:
-            return self._serve(listener, client, addr)
-        with self.limiter.slot(address) as admitted:
+        with self._slot(address) as admitted:
+            connection = self._secure(client)
+            if connection is None:
+                return
             if admitted:
-                return self._serve(listener, client, addr)
-        self._refuse_busy_address(client, address)
+                # GeventWorker.handle would make the socket blocking again, without a timeout.
+                return super(GeventWorker, self).handle(listener, connection, addr)
+            self._refuse_busy_address(connection, address)
 
-    def _serve(self, listener, client, addr) -> None:
-        # GeventWorker.handle would make the socket blocking again, without a timeout.
-        super(GeventWorker, self).handle(listener, client, addr)
+    def _slot(self, address: str) -> AbstractContextManager[bool]:
+        if self.limiter is None or not address:
+            return nullcontext(True)
+        return self.limiter.slot(address)
+
+    def _secure(self, client):
+        """The connection after its TLS handshake (within the header deadline), or None."""
+        if self.tls is None:
+            return client
+        with gevent.Timeout(self._header_deadline(), False):
+            try:
+                if _plain_http(client):
+                    _answer_plain_http(client)
+                    return None
+                return self.tls.wrap_socket(client, server_side=True)
+            except (ssl.SSLError, OSError) as error:
+                self.log.debug("TLS handshake failed: %s", error)
+        util.close(client)
+        return None
 
     def _refuse_busy_address(self, client, address: str) -> None:
         self.log.debug("refused a connection from %s: too many open", address)
@@ -182,3 +210,23 @@ class ApiWorker(GeventWorker):
             pass
         finally:
             util.close(client)
+
+
+def _plain_http(client) -> bool:
+    """A TLS connection opens with a handshake record (0x16); a plain request with a letter."""
+    first = client.recv(1, socket.MSG_PEEK)
+    return bool(first) and first.isalpha()
+
+
+def _answer_plain_http(client) -> None:
+    message = "This port speaks HTTPS: use https:// (the client sent plain HTTP)."
+    try:
+        # Read the request first: closing with it unread would reset the connection, and the
+        # client would see the reset instead of this answer.
+        client.recv(64 * 1024)
+        client.sendall(api_error_bytes(400, "Bad Request", message))
+        client.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+    finally:
+        util.close(client)

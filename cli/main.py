@@ -135,9 +135,11 @@ def _worker(args: argparse.Namespace) -> int:
 
 def _beat(_args: argparse.Namespace) -> int:
     settings = load_settings()
-    from worker.app import celery
+    import worker.app
     from worker.schedule import log_ticks_at_debug
 
+    worker.app.component = "beat"
+    celery = worker.app.celery
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     log_ticks_at_debug()
     # --quiet: no banner on stdout, so every line beat writes is a JSON log line.

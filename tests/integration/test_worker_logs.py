@@ -39,6 +39,7 @@ def test_beat_writes_only_json_lines(service):
     not_json = [line for line in lines if not line.startswith("{")]
     assert lines and not not_json, not_json
     assert all(json.loads(line)["level"] for line in lines)
+    assert {json.loads(line)["component"] for line in lines} == {"beat"}
 
 
 def test_the_schedule_tick_is_not_logged_at_info(service):

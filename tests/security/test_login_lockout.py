@@ -1,4 +1,4 @@
-"""Failed logins cannot lock the real user out: over HTTP, from distinct client addresses.
+"""Failed logins cannot lock the real user out: over HTTPS, from distinct client addresses.
 
 The guesses come from 127.0.0.2 and the user's own login from 127.0.0.3 (the whole 127/8
 range is loopback on Linux), so the API sees them as two clients, as it would behind
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import ssl
 
 import pytest
 
@@ -32,8 +33,9 @@ def service(tmp_path_factory):
 
 def login_from(service: Service, address: str, password: str,
                user: str = "admin") -> http.client.HTTPResponse:
-    connection = http.client.HTTPConnection("127.0.0.1", service.port, timeout=30,
-                                            source_address=(address, 0))
+    context = ssl.create_default_context(cafile=str(service.ca_file))
+    connection = http.client.HTTPSConnection("127.0.0.1", service.port, timeout=30,
+                                             source_address=(address, 0), context=context)
     body = json.dumps({"type": "localUser", "localUser": user, "localPassword": password})
     connection.request("POST", "/sessions", body=body, headers={
         "Accept": f"{VENDOR_JSON};charset=UTF-8", "Content-Type": "application/json"})

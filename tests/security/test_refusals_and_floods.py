@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import threading
 import time
 
@@ -134,3 +135,14 @@ def test_a_token_ending_in_cr_is_refused_with_an_api_error_that_says_why(service
     assert (status, json.loads(body)["code"]) == (400, "BadUserInput")
     assert content_type.startswith("application/vnd.vmware.h4-v4.5+json")
     assert "carriage return" in json.loads(body)["msg"]
+
+
+def test_plain_http_to_the_https_port_gets_an_api_error_saying_so(service):
+    with socket.create_connection(("127.0.0.1", service.port), timeout=10) as sock:
+        sock.sendall(b"GET /diagnostics/about HTTP/1.1\r\nHost: h4\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400")
+    assert "https://" in json.loads(body)["msg"]

@@ -153,3 +153,11 @@ def test_connections_over_the_per_address_limit_get_a_429_api_error(slow_service
     finally:
         for sock in held:
             sock.close()
+
+
+def test_a_connection_that_never_starts_its_tls_handshake_is_closed_at_the_deadline(
+        slow_service):
+    with socket.create_connection(("127.0.0.1", slow_service.port), timeout=30) as sock:
+        started = time.monotonic()
+        assert sock.recv(1024) == b""  # nothing sent: the server hangs up
+    assert time.monotonic() - started < HEADER_SECONDS + 2
