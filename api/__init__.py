@@ -16,6 +16,7 @@ from api.schemas import ApiErrorSchema
 from common import logs
 from common.bootstrap import ensure_admin, transit_sealer
 from common.config import Settings, load_settings
+from common.starting import TaskStarter
 from common.store import Store
 from common.transit import TransitSealer
 
@@ -31,6 +32,7 @@ class Services:
     store: Store
     sealer: TransitSealer
     dispatcher: Any
+    starter: TaskStarter
     health: HealthCache = field(default_factory=HealthCache)
 
 
@@ -57,7 +59,9 @@ def create_app(settings: Settings | None = None, store: Store | None = None,
         from common.celery_app import make_celery
 
         dispatcher = CeleryDispatcher(make_celery(settings))
-    app.extensions["h4"] = Services(settings, store, transit_sealer(settings), dispatcher)
+    sealer = transit_sealer(settings)
+    starter = TaskStarter(store, settings, dispatcher.message, sealer)
+    app.extensions["h4"] = Services(settings, store, sealer, dispatcher, starter)
     ensure_admin(store, settings)
     _trust_proxies(app, settings.proxy_hops)
     _register_hooks(app, settings)

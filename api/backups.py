@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 
 from flask import current_app, g, url_for
@@ -20,9 +19,7 @@ from api.schemas import (
     NewBackupRequestSchema,
 )
 from common import tasks
-from common.celery_app import TaskMessage
-from common.errors import BackupQuotaExceeded, BadUserInput, TooManyTasks
-from common.store import Created
+from common.errors import BadUserInput
 
 FILE_RESPONSE = {"description": "The backup file (byte ranges supported)."}
 BINARY = {"type": "string", "format": "binary"}
@@ -52,27 +49,10 @@ def start_backup(backup_id: str, body: dict):
                                 encrypted=bool(password or recipients),
                                 operation_id=g.get("operation_id"))
     row["recipients"] = recipients or []
-    sealed = (services.sealer.seal(json.dumps({"password": password}), row["id"])
-              if password else None)
-    created = reserve_backup(services, row, backup_id, sealed,
-                             services.dispatcher.message(tasks.GENERATE_BACKUP, row["id"]))
+    created = services.starter.backup(row, backup_id, {"password": password or ""})
     if created.outcome != "created":  # a repeated client-chosen id: that backup's own task
         return services.store.get_task(created.task_id), 202, location(created.task_id)
     return row, 202, location(row["id"])
-
-
-def reserve_backup(services, row: dict, backup_id: str, sealed: str | None,
-                   message: TaskMessage | None = None) -> Created:
-    """Write a task row that will store a backup, within the quota and the user's task cap;
-    its message, when it has one, is queued in the same step."""
-    created = services.store.create_backup_task(
-        row, backup_id, services.settings.backup_quota, sealed, tasks.SECRET_TTL_SECONDS,
-        services.settings.user_task_cap, message)
-    if created.outcome == "quota":
-        raise BackupQuotaExceeded(services.settings.backup_quota, created.count)
-    if created.outcome == "user_busy":
-        raise TooManyTasks(row["user"], created.count)
-    return created
 
 
 @blp.route("")

@@ -88,7 +88,7 @@ def delete_backup(backup_id: str) -> dict:
     stored_backup(backup_id)
     row = tasks.new_task(current_caller().user, "deleteBackup", "backup", backup_id,
                          operation_id=g.get("operation_id"))
-    services.store.create_task(row)
+    services.starter.record(row)
     backup = services.store.unlist_backup(backup_id)
     if backup is None:
         services.store.fail(row["id"], BackupNotFound(backup_id).to_api_error())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import uuid
@@ -13,18 +12,12 @@ from flask.views import MethodView
 
 from api import files
 from api.auth import admin_required, current_caller
-from api.backups import location, reserve_backup
+from api.backups import location
 from api.blueprint import Blueprint
 from api.media import RESPONSE_TYPE
 from api.schemas import ApiTaskSchema, ImportQuerySchema, OpenBackupRequestSchema
 from common import tasks
-from common.errors import (
-    BadUserInput,
-    InsufficientStorage,
-    PayloadTooLarge,
-    StorageFailure,
-    TooManyTasks,
-)
+from common.errors import BadUserInput, InsufficientStorage, PayloadTooLarge, StorageFailure
 from worker.storage import AtomicFile
 
 log = logging.getLogger("h4backup.api")
@@ -42,13 +35,7 @@ def start_worker_task(kind: str, backup_id: str, secret: dict[str, str]):
     row = tasks.new_task(current_caller().user, kind, "backup", backup_id,
                          operation_id=g.get("operation_id"))
     row["backupId"] = backup_id
-    secret = {k: v for k, v in secret.items() if v}
-    sealed = services.sealer.seal(json.dumps(secret), row["id"]) if secret else None
-    message = services.dispatcher.message(tasks.CELERY_TASK_FOR[kind], row["id"])
-    created = services.store.create_task(row, services.settings.user_task_cap, sealed,
-                                         tasks.SECRET_TTL_SECONDS, message)
-    if created.outcome == "user_busy":
-        raise TooManyTasks(row["user"], created.count)
+    services.starter.task(row, secret)
     return services.store.get_task(row["id"]), 202, location(row["id"])
 
 
@@ -88,7 +75,7 @@ def import_backup(expected_hash: str | None):
     row = tasks.new_task(current_caller().user, "import", "backup", backup_id,
                          operation_id=g.get("operation_id"))
     row["backupId"] = backup_id
-    reserve_backup(services, row, backup_id, None)
+    services.starter.backup(row, backup_id, queue=False)  # stored here, by this request
     try:
         backup = _receive(services, backup_id, expected_hash)
     except Exception as exc:

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
-from common.config import Settings
 from common.errors import BackupQuotaExceeded, H4Error, TooManyTasks
 from common.schedules import is_due
-from common.store import Store, now_ms
-from common.tasks import SCHEDULE_TICK, SECRET_TTL_SECONDS, new_backup_task
+from common.starting import TaskStarter
+from common.store import now_ms
+from common.tasks import SCHEDULE_TICK, new_backup_task
 
 log = logging.getLogger("h4backup.worker")
 
@@ -51,9 +51,9 @@ def log_ticks_at_debug() -> None:
             logger.addFilter(TickAtDebug())
 
 
-def tick(store: Store, settings: Settings, send: Callable[[str, str], None],
-         now: int | None = None) -> str | None:
+def tick(starter: TaskStarter, now: int | None = None) -> str | None:
     """Start the scheduled backup if one is due; returns its task id."""
+    store = starter.store
     config = store.get_schedule()
     if not config or not config.get("enabled"):
         return None
@@ -61,48 +61,26 @@ def tick(store: Store, settings: Settings, send: Callable[[str, str], None],
     seen = store.schedule_last_run()
     if not is_due(config, int(seen or 0), now) or not store.take_schedule_slot(seen, now):
         return None
-    return _start(store, settings, send, config)
+    return _start(starter, config)
 
 
-def _start(store: Store, settings: Settings, send: Callable[[str, str], None],
-           config: dict) -> str | None:
+def _start(starter: TaskStarter, config: dict) -> str | None:
+    """The row and its message in one step, as the API starts a backup: a beat killed
+    half-way cannot leave a RUNNING row that no worker will run."""
     backup_id = str(uuid.uuid4())
     recipients = list(config.get("recipients") or [])
     row = new_backup_task(SCHEDULER_USER, backup_id, encrypted=bool(recipients))
     row.update(kind="scheduled", recipients=recipients)
-    created = store.create_backup_task(row, backup_id, settings.backup_quota, None,
-                                       SECRET_TTL_SECONDS, settings.user_task_cap)
-    if created.outcome != "created":
-        log.warning("scheduled backup not started: %s (%d)", created.outcome, created.count)
-        refusal = (BackupQuotaExceeded(settings.backup_quota, created.count)
-                   if created.outcome == "quota" else TooManyTasks(SCHEDULER_USER, created.count))
-        _record_refusal(store, row, refusal)
+    try:
+        starter.backup(row, backup_id)
+    except (BackupQuotaExceeded, TooManyTasks) as refusal:
+        log.warning("scheduled backup not started: %s", refusal.msg)
+        _record_refusal(starter, row, refusal)
         return None
-    send(row["id"], "backup")
     return row["id"]
 
 
-def _record_refusal(store: Store, row: dict, refusal: H4Error) -> None:
+def _record_refusal(starter: TaskStarter, row: dict, refusal: H4Error) -> None:
     """A refused scheduled run stays visible as a FAILED task, not only as a log line."""
-    store.create_task(row)
-    store.fail(row["id"], refusal.to_api_error())
-
-
-def prune(store: Store, settings: Settings, keep: int) -> list[str]:
-    """Delete the oldest scheduled backups beyond `keep`; returns the ids deleted."""
-    scheduled = [b for b in store.list_backups() if b.get("kind") == "scheduled"]
-    deleted = []
-    for old in scheduled[keep:]:
-        row = store.unlist_backup(old["id"])
-        if row is not None:
-            (settings.backup_dir / row["file"]).unlink(missing_ok=True)
-            deleted.append(old["id"])
-            log.info("retention deleted scheduled backup %s", old["id"])
-    return deleted
-
-
-def after_success(store: Store, settings: Settings, task: dict) -> None:
-    """Retention runs only once a newer scheduled backup is safely listed."""
-    config = store.get_schedule() or {}
-    if task.get("kind") == "scheduled" and config.get("keep"):
-        prune(store, settings, int(config["keep"]))
+    starter.record(row)
+    starter.store.fail(row["id"], refusal.to_api_error())

@@ -2,7 +2,8 @@
 
 from celery import Task
 
-from common.celery_app import CONTROL_QUEUE, run_message
+from common.celery_app import CONTROL_QUEUE, TaskMessage, run_message
+from common.starting import TaskStarter
 from common.tasks import (
     CELERY_TASK_FOR,
     GENERATE_BACKUP,
@@ -41,8 +42,8 @@ def verify_backup(self: Task, task_id: str) -> None:
 
 
 def send(task_id: str, kind: str) -> None:
-    """Queue the message of a task whose row exists: a scheduled one, or one sent again."""
-    worker_context().store.enqueue(run_message(celery, CELERY_TASK_FOR[kind], task_id))
+    """Queue the message of a task whose row exists and whose worker was lost."""
+    worker_context().store.enqueue(_message(CELERY_TASK_FOR[kind], task_id))
 
 
 @celery.task(name=REAP, queue=CONTROL_QUEUE)
@@ -56,7 +57,11 @@ def reap() -> None:
 @celery.task(name=SCHEDULE_TICK, queue=CONTROL_QUEUE)
 def schedule_tick() -> None:
     ctx = worker_context()
-    schedule.tick(ctx.store, ctx.settings, send)
+    schedule.tick(TaskStarter(ctx.store, ctx.settings, _message))
+
+
+def _message(name: str, task_id: str) -> TaskMessage:
+    return run_message(celery, name, task_id)
 
 
 @celery.task(name=HEALTH_PING, queue=CONTROL_QUEUE)

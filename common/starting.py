@@ -1,0 +1,71 @@
+"""Starting a task, one way for the API and beat alike.
+
+A task is accepted with its Celery message or not at all: the quota and the user's task cap
+are checked, the row is written, its sealed secret kept (in Redis memory only) and its
+message queued, all in one Redis script. No crash or outage between two steps can leave a
+RUNNING row that no worker will ever run, holding a quota slot.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from common.celery_app import TaskMessage
+from common.config import Settings
+from common.errors import BackupQuotaExceeded, TooManyTasks
+from common.store import Created, Store
+from common.tasks import CELERY_TASK_FOR, SECRET_TTL_SECONDS
+from common.transit import TransitSealer
+
+# The message that runs a task: (Celery task name, task id) -> message.
+MessageFor = Callable[[str, str], TaskMessage]
+Row = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class TaskStarter:
+    store: Store
+    settings: Settings
+    message_for: MessageFor
+    sealer: TransitSealer | None = None
+
+    def backup(self, row: Row, backup_id: str, secret: dict[str, str] | None = None,
+               queue: bool = True) -> Created:
+        """A task that stores a backup, counted against the quota. Without `queue` the caller
+        stores it itself (an import). A repeated backup id gives that backup's own task."""
+        created = self.store.create_backup_task(
+            row, backup_id, self.settings.backup_quota, self._seal(row, secret),
+            SECRET_TTL_SECONDS, self.settings.user_task_cap,
+            self._message(row) if queue else None)
+        if created.outcome == "quota":
+            raise BackupQuotaExceeded(self.settings.backup_quota, created.count)
+        if created.outcome == "user_busy":
+            raise TooManyTasks(row["user"], created.count)
+        return created
+
+    def task(self, row: Row, secret: dict[str, str] | None = None) -> Created:
+        """A task for a worker that stores no backup (restore, verify): the user's cap only."""
+        created = self.store.create_task(row, self.settings.user_task_cap,
+                                         self._seal(row, secret), SECRET_TTL_SECONDS,
+                                         self._message(row))
+        if created.outcome == "user_busy":
+            raise TooManyTasks(row["user"], created.count)
+        return created
+
+    def record(self, row: Row) -> Created:
+        """A task its caller runs and ends at once (a delete, a refused scheduled run)."""
+        return self.store.create_task(row)
+
+    def _message(self, row: Row) -> TaskMessage:
+        return self.message_for(CELERY_TASK_FOR[row["type"]], row["id"])
+
+    def _seal(self, row: Row, secret: dict[str, str] | None) -> str | None:
+        secret = {k: v for k, v in (secret or {}).items() if v}
+        if not secret:
+            return None
+        if self.sealer is None:
+            raise ValueError("this starter has no transit key to seal a secret with")
+        return self.sealer.seal(json.dumps(secret), row["id"])
