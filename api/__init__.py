@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Flask, g, request
@@ -13,27 +12,17 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from api import errors, media
 from api.health import HealthCache
 from api.schemas import ApiErrorSchema
+from api.services import Services
 from common import logs
 from common.bootstrap import ensure_admin, transit_sealer
 from common.config import Settings, load_settings
 from common.starting import TaskStarter
 from common.store import Store
-from common.transit import TransitSealer
 
 OPERATION_ID = "operationID"
 request_log = logging.getLogger("h4backup.api.requests")
 # Endpoints whose body is a file streamed to disk rather than a JSON document.
 STREAMED_UPLOADS = {"operations.Import"}
-
-
-@dataclass
-class Services:
-    settings: Settings
-    store: Store
-    sealer: TransitSealer
-    dispatcher: Any
-    starter: TaskStarter
-    health: HealthCache = field(default_factory=HealthCache)
 
 
 class H4Api(Api):
@@ -61,7 +50,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None,
         dispatcher = CeleryDispatcher(make_celery(settings))
     sealer = transit_sealer(settings)
     starter = TaskStarter(store, settings, dispatcher.message, sealer)
-    app.extensions["h4"] = Services(settings, store, sealer, dispatcher, starter)
+    Services(settings, store, sealer, dispatcher, starter, HealthCache()).install(app)
     ensure_admin(store, settings)
     _trust_proxies(app, settings.proxy_hops)
     _register_hooks(app, settings)

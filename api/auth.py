@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from functools import wraps
 from typing import Any
 
-from flask import current_app, g, request
+from flask import g, request
 
+from api.services import app_services
 from common import logs
 from common.errors import Forbidden, NotAuthenticated
 from common.secrecy import token_digest
@@ -39,7 +40,7 @@ def caller_and_task(task_id: str) -> tuple[Caller, dict[str, Any] | None]:
     """current_caller and a task row, read together in one round trip when the request has
     not authenticated yet: the task poll is the call clients make most."""
     if "caller" in g:
-        return g.caller, current_app.extensions["h4"].store.get_task(task_id)
+        return g.caller, app_services().store.get_task(task_id)
     g.caller, task = _authenticate(task_id)
     return g.caller, task
 
@@ -49,7 +50,7 @@ def _authenticate(task_id: str | None) -> tuple[Caller, dict[str, Any] | None]:
     if not token or len(token) > 512:
         raise NotAuthenticated()
     digest = token_digest(token)
-    services = current_app.extensions["h4"]
+    services = app_services()
     session, task = services.store.touch_session_and_get_task(
         digest, services.settings.session_idle_seconds, task_id)
     # The lookup is by digest already; compare once more in constant time so no code path

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from flask import current_app, g, url_for
+from flask import g, url_for
 from flask.views import MethodView
 
 from api import files
@@ -18,6 +18,7 @@ from api.schemas import (
     CookieSchema,
     NewBackupRequestSchema,
 )
+from api.services import app_services
 from common import tasks
 from common.errors import BadUserInput
 
@@ -34,7 +35,7 @@ def location(task_id: str) -> dict[str, str]:
 
 
 def _check_password(password: str | None) -> str | None:
-    limit = current_app.extensions["h4"].settings.max_password_bytes
+    limit = app_services().settings.max_password_bytes
     if password is not None and len(password.encode()) > limit:
         raise BadUserInput(f"password is longer than {limit} bytes")
     return password or None
@@ -42,7 +43,7 @@ def _check_password(password: str | None) -> str | None:
 
 def start_backup(backup_id: str, body: dict):
     """Write the task row, counted against the quota, together with its message."""
-    services = current_app.extensions["h4"]
+    services = app_services()
     caller = current_caller()
     password, recipients = _check_password(body.get("password")), body.get("recipients")
     row = tasks.new_backup_task(caller.user, backup_id,
@@ -68,7 +69,7 @@ class Backups(MethodView):
     @blp.response(200, BackupInfoSchema(many=True), content_type=RESPONSE_TYPE)
     def get(self):
         """Stored backups, newest first. Only whole, stored backups are listed."""
-        return current_app.extensions["h4"].store.list_backups()
+        return app_services().store.list_backups()
 
 
 @blp.route("/<uuid:backup_id>")

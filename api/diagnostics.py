@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import redis
-from flask import current_app, g, request
+from flask import g, request
 from flask.views import MethodView
 
 from api.auth import current_caller, login_required
@@ -28,6 +28,7 @@ from api.health import PING_DEADLINE_SECONDS
 from api.health import _check as check_health
 from api.media import API_VERSION
 from api.schemas import AboutInfoSchema, ApiTaskSchema
+from api.services import app_services
 from common import tasks
 from common.errors import DatabaseUnavailable, HealthCheckFailed, WorkerUnavailable
 from common.states import TaskState
@@ -104,7 +105,7 @@ def disk_usage(folder: Path) -> dict[str, int]:
 
 def about_info() -> dict[str, Any]:
     return {"buildDate": build_date_ms(), "buildVersion": build_version(),
-            "instanceId": current_app.extensions["h4"].store.instance_id(),
+            "instanceId": app_services().store.instance_id(),
             "productName": PRODUCT_NAME, "serviceType": SERVICE_TYPE}
 
 
@@ -144,7 +145,7 @@ def _ended(task: dict[str, Any], result: dict | None, error: dict | None) -> dic
 
 def run_health_check():
     """Check now (or reuse a check of the last seconds), record it as an ended task: 202."""
-    services = current_app.extensions["h4"]
+    services = app_services()
     about = about_info()
     task = tasks.new_task(current_caller().user, "health", SERVICE_TYPE, about["instanceId"],
                           services.settings.site_name, g.get("operation_id"))

@@ -11,6 +11,7 @@ from flask import Flask, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from api.media import response_type
+from api.services import app_services
 from common import errors
 
 log = logging.getLogger("h4backup.api")
@@ -81,7 +82,7 @@ def from_http_exception(exc: HTTPException) -> errors.H4Error:
     if exc.code == 405:
         return errors.MethodNotAllowed(request.method, request.path)
     if exc.code == 413:
-        return errors.PayloadTooLarge(current_app.extensions["h4"].settings.max_body_bytes)
+        return errors.PayloadTooLarge(app_services().settings.max_body_bytes)
     kind = _HTTP_ERRORS.get(exc.code or 500)
     if kind is None:
         error = errors.H4Error(msg=exc.description or exc.name)

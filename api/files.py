@@ -11,13 +11,14 @@ from pathlib import Path
 from typing import Protocol
 
 import zstandard
-from flask import Response, current_app, g, send_file
+from flask import Response, g, send_file
 
 from api.auth import current_caller
+from api.services import app_services
 from common import tasks
+from common.backupfile.format.age import AgeError, AgeNoMatch, AgeReader, generate_x25519_identity
 from common.errors import BackupNotFound, BadUserInput, InvalidDownloadCookie, StorageFailure
 from common.secrecy import new_token, token_digest
-from worker.age import AgeError, AgeNoMatch, AgeReader, generate_x25519_identity
 
 log = logging.getLogger("h4backup.api")
 
@@ -32,13 +33,9 @@ _AGE_NONCE, _AGE_TAG = 16, 16
 _AGE_SEALED_CHUNK = (64 << 10) + _AGE_TAG
 
 
-def _services():
-    return current_app.extensions["h4"]
-
-
 def stored_backup(backup_id: str) -> tuple[dict, Path]:
     """A listed backup and its file; anything else is BackupNotFound."""
-    services = _services()
+    services = app_services()
     backup = services.store.get_backup(backup_id)
     if backup is None or not _safe_name(backup.get("file", "")):
         raise BackupNotFound(backup_id)
@@ -71,12 +68,12 @@ def _etag(backup_hash: str) -> str:
 def issue_cookie(backup_id: str) -> dict[str, str]:
     stored_backup(backup_id)
     cookie = new_token()
-    _services().store.put_cookie(token_digest(cookie), backup_id, COOKIE_TTL_SECONDS)
+    app_services().store.put_cookie(token_digest(cookie), backup_id, COOKIE_TTL_SECONDS)
     return {"cookie": cookie}
 
 
 def download_with_cookie(backup_id: str, cookie: str) -> Response:
-    granted = _services().store.take_cookie(token_digest(cookie)) if cookie else None
+    granted = app_services().store.take_cookie(token_digest(cookie)) if cookie else None
     if granted != backup_id:
         raise InvalidDownloadCookie()
     return download(backup_id)
@@ -84,7 +81,7 @@ def download_with_cookie(backup_id: str, cookie: str) -> Response:
 
 def delete_backup(backup_id: str) -> dict:
     """Unlist the backup, then free its disk space; the task records how that went."""
-    services = _services()
+    services = app_services()
     stored_backup(backup_id)
     row = tasks.new_task(current_caller().user, "deleteBackup", "backup", backup_id,
                          operation_id=g.get("operation_id"))

@@ -17,13 +17,13 @@ import uuid
 from collections.abc import Callable
 
 import redis
-from flask import current_app
 from flask.views import MethodView
 
 from api.auth import current_caller
 from api.blueprint import Blueprint
 from api.media import RESPONSE_TYPE
 from api.schemas import HealthSchema
+from api.services import app_services
 from common.errors import NotAuthenticated
 
 blp = Blueprint("health", __name__, url_prefix="/health", description="Service health.")
@@ -128,7 +128,7 @@ class Health(MethodView):
         Without a session: the status of the last check (at most a few seconds old) and no
         details. With a session: a check made now, with latencies and the answering worker.
         """
-        services = current_app.extensions["h4"]
+        services = app_services()
         if _has_session():
             body = services.health.store(_check(services))
         else:

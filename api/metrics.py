@@ -15,7 +15,7 @@ import hmac
 import os
 import time
 
-from flask import Blueprint, Flask, Response, current_app, g, request
+from flask import Blueprint, Flask, Response, g, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -27,6 +27,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from api.auth import current_caller
+from api.services import app_services
 from common import task_metrics
 from common.celery_app import QUEUE
 from common.errors import NotAuthenticated
@@ -98,7 +99,7 @@ def instrument(app: Flask) -> None:
 
 
 def _scraper_allowed() -> bool:
-    token = current_app.extensions["h4"].settings.metrics_token
+    token = app_services().settings.metrics_token
     offered = request.headers.get("Authorization", "")
     if token and hmac.compare_digest(offered.encode(), f"Bearer {token}".encode()):
         return True
@@ -119,6 +120,6 @@ def metrics() -> Response:
     else:
         registry.register(REQUESTS)
         registry.register(LATENCY)
-    registry.register(TaskCollector(current_app.extensions["h4"].store))
+    registry.register(TaskCollector(app_services().store))
     return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST.split(";")[0],
                     headers={"Content-Type": CONTENT_TYPE_LATEST})

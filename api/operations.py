@@ -7,7 +7,7 @@ import logging
 import os
 import uuid
 
-from flask import current_app, g, request
+from flask import g, request
 from flask.views import MethodView
 
 from api import files
@@ -16,9 +16,10 @@ from api.backups import location
 from api.blueprint import Blueprint
 from api.media import RESPONSE_TYPE
 from api.schemas import ApiTaskSchema, ImportQuerySchema, OpenBackupRequestSchema
+from api.services import app_services
 from common import tasks
+from common.backupfile.io.storage import AtomicFile
 from common.errors import BadUserInput, InsufficientStorage, PayloadTooLarge, StorageFailure
-from worker.storage import AtomicFile
 
 log = logging.getLogger("h4backup.api")
 
@@ -30,7 +31,7 @@ IMPORT_BLOCK = 1 << 20
 
 def start_worker_task(kind: str, backup_id: str, secret: dict[str, str]):
     """A restore or verify task for a listed backup; its key travels sealed, like a password."""
-    services = current_app.extensions["h4"]
+    services = app_services()
     files.stored_backup(backup_id)
     row = tasks.new_task(current_caller().user, kind, "backup", backup_id,
                          operation_id=g.get("operation_id"))
@@ -70,7 +71,7 @@ class Import(MethodView):
 
 
 def import_backup(expected_hash: str | None):
-    services = current_app.extensions["h4"]
+    services = app_services()
     backup_id = str(uuid.uuid4())
     row = tasks.new_task(current_caller().user, "import", "backup", backup_id,
                          operation_id=g.get("operation_id"))

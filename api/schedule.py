@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from flask import current_app
 from flask.views import MethodView
 
 from api.auth import admin_required
 from api.blueprint import Blueprint
 from api.media import RESPONSE_TYPE
 from api.schemas import ScheduleSchema
+from api.services import app_services
 
 blp = Blueprint("schedule", __name__, url_prefix="/backups",
                 description="Scheduled backups and retention (beyond vCDA 4.5).")
@@ -23,7 +23,7 @@ class ScheduleConfig(MethodView):
     @blp.response(200, ScheduleSchema, content_type=RESPONSE_TYPE)
     def get(self):
         """The schedule; disabled until one is set."""
-        return current_app.extensions["h4"].store.get_schedule() or DISABLED
+        return app_services().store.get_schedule() or DISABLED
 
     @admin_required
     @blp.arguments(ScheduleSchema)
@@ -31,5 +31,5 @@ class ScheduleConfig(MethodView):
     def put(self, config: dict):
         """Set the schedule: an interval or a cron expression, how many to keep, and the age
         public keys scheduled backups are encrypted to (no password is stored)."""
-        current_app.extensions["h4"].store.put_schedule(config)
+        app_services().store.put_schedule(config)
         return config

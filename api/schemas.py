@@ -65,13 +65,13 @@ class SessionDetailsSchema(ma.Schema):
 
 
 def _recipient(text: str) -> bool:
-    from worker.age import is_recipient
+    from common.backupfile.format.age import is_recipient
 
     return is_recipient(text)
 
 
 def _identity(text: str) -> bool:
-    from worker.age import is_identity
+    from common.backupfile.format.age import is_identity
 
     return is_identity(text)
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import time
 
-from flask import current_app, request
+from flask import request
 from flask.views import MethodView
 
 from api.auth import TOKEN_HEADER, current_caller
 from api.blueprint import Blueprint
 from api.schemas import SessionDetailsSchema, SessionRequestSchema
+from api.services import app_services
 from common.config import Settings
 from common.errors import InvalidCredentials, TooManyRequests
 from common.secrecy import check_password, new_token, token_digest
@@ -80,7 +81,7 @@ class Sessions(MethodView):
     def post(self, body: dict):
         """Log in as a local user. Failures from one address, and for one user from one
         address, are throttled (429 with Retry-After); a user's failures delay its logins."""
-        services = current_app.extensions["h4"]
+        services = app_services()
         settings, store = services.settings, services.store
         counted = _hold_back(settings, store, body["localUser"])
         user = store.get_user(body["localUser"])
@@ -105,4 +106,4 @@ class Sessions(MethodView):
     def delete(self):
         """Log out: the token stops working at once."""
         caller = current_caller()
-        current_app.extensions["h4"].store.delete_session(caller.digest)
+        app_services().store.delete_session(caller.digest)

@@ -6,13 +6,13 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from flask import current_app
 from flask.views import MethodView
 
 from api.auth import admin_required, caller_and_task, current_caller, login_required
 from api.blueprint import Blueprint
 from api.media import RESPONSE_TYPE
 from api.schemas import ApiTaskSchema, TaskListQuerySchema, TaskListSchema
+from api.services import app_services
 from common.errors import Conflict, Forbidden, TaskCanceled, TaskNotFound
 
 blp = Blueprint("tasks", __name__, url_prefix="/tasks", description="Long-running operations.")
@@ -41,7 +41,7 @@ def _whose_tasks(query: dict[str, Any]) -> str | None:
 
 def _filters(query: dict[str, Any]) -> list[Callable[[TaskRow], bool]]:
     checks: list[Callable[[TaskRow], bool]] = []
-    if "site" in query and query["site"] != current_app.extensions["h4"].settings.site_name:
+    if "site" in query and query["site"] != app_services().settings.site_name:
         checks.append(lambda _t: False)  # every task runs on the one local site
     if "ids" in query:
         ids = {part.strip() for part in query["ids"].split(",") if part.strip()}
@@ -79,7 +79,7 @@ class Tasks(MethodView):
     @blp.response(200, TaskListSchema, content_type=RESPONSE_TYPE)
     def get(self, query: dict[str, Any]):
         """Tasks, filtered and paged: `{items, total}`."""
-        rows = current_app.extensions["h4"].store.list_tasks(_whose_tasks(query))
+        rows = app_services().store.list_tasks(_whose_tasks(query))
         checks = _filters(query)
         matching = _sorted([t for t in rows if all(check(t) for check in checks)], query["sort"])
         page = matching[query["offset"]:query["offset"] + query["limit"]]
@@ -103,7 +103,7 @@ class TaskCancel(MethodView):
         """Cancel a running task: it ends FAILED `TaskCanceled`, its partial files removed.
         A task that has already ended is a 409."""
         task = visible_task(str(task_id))
-        store = current_app.extensions["h4"].store
+        store = app_services().store
         if store.request_cancel(task["id"], TaskCanceled().to_api_error()) == "final":
             raise Conflict(f"Task {task['id']} has already ended.")
         return store.get_task(task["id"])
