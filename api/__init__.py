@@ -41,7 +41,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None,
     settings = settings or load_settings()
     app = Flask("h4backup")
     app.config.update(_flask_config(settings))
-    store = store or Store.from_url(settings.redis_url or "redis://127.0.0.1:6379/0",
+    store = store or Store.from_url(settings.redis,
                                     settings.task_ttl_seconds)
     if dispatcher is None:
         from api.dispatch import CeleryDispatcher

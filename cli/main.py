@@ -50,11 +50,12 @@ def _server_commands(commands: argparse._SubParsersAction) -> None:
     serve = commands.add_parser("serve", help="run the API, a worker and (if needed) Redis")
     serve.set_defaults(run=_serve)
     api = commands.add_parser("api", help="run the REST API under gunicorn")
-    api.add_argument("--workers", type=int, default=int(os.environ.get("H4_API_WORKERS", "2")))
+    api.add_argument("--workers", type=int, default=None,
+                     help="gunicorn worker processes (default H4_API_WORKERS, 2)")
     api.set_defaults(run=_api)
     worker = commands.add_parser("worker", help="run a Celery worker")
-    worker.add_argument("--concurrency", type=int,
-                        default=int(os.environ.get("H4_WORKER_CONCURRENCY", "1")))
+    worker.add_argument("--concurrency", type=int, default=None,
+                        help="backups at once (default H4_WORKER_CONCURRENCY, 1)")
     worker.add_argument("--name", default=None, help="Celery node name (default h4-<pid>@host)")
     worker.set_defaults(run=_worker)
     beat = commands.add_parser("beat", help="run Celery beat: the reaper and the schedules "
@@ -112,7 +113,8 @@ def _serve(_args: argparse.Namespace) -> int:
 def _api(args: argparse.Namespace) -> int:
     from cli.gunicorn_app import run_api
 
-    return run_api(load_settings(), args.workers)
+    settings = load_settings()
+    return run_api(settings, args.workers or settings.api_workers)
 
 
 def _worker(args: argparse.Namespace) -> int:
@@ -127,8 +129,9 @@ def _worker(args: argparse.Namespace) -> int:
 
     name = args.name or f"h4-{os.getpid()}@%h"
     # --quiet: no banner on stdout, so every line a worker writes is a JSON log line.
+    concurrency = args.concurrency or settings.worker_concurrency
     celery.worker_main(["--quiet", "worker", "-Q", f"{QUEUE},{CONTROL_QUEUE}",
-                        "--concurrency", str(args.concurrency), "-n", name,
+                        "--concurrency", str(concurrency), "-n", name,
                         "--without-gossip", "--without-mingle"])
     return 0
 

@@ -27,7 +27,7 @@ VISIBILITY_TIMEOUT_SECONDS = HARD_TIME_LIMIT_SECONDS + 3600
 
 
 def make_celery(settings: Settings, broker_url: str | None = None) -> Celery:
-    app = Celery("h4backup", broker=broker_url or settings.redis_url)
+    app = Celery("h4backup", broker=broker_url or settings.redis)
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_PORT = 8046  # vCDA's API port
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 SOURCE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 RESERVED_SOURCE_NAMES = {".", "..", "h4backup-manifest.jsonl"}
 
@@ -61,6 +62,8 @@ class Settings:
     login_delay_max_ms: int = 3000
     lease_seconds: int = 30
     max_attempts: int = 3
+    api_workers: int = 2
+    worker_concurrency: int = 1
     header_timeout_seconds: int = 10
     client_idle_seconds: int = 30
     body_timeout_seconds: int = 30
@@ -75,6 +78,11 @@ class Settings:
     debug: bool = False
     log_level: str = "INFO"
     extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def redis(self) -> str:
+        """The Redis to use: H4_REDIS_URL, or the local default (`serve` starts its own)."""
+        return self.redis_url or DEFAULT_REDIS_URL
 
     @property
     def config_dir(self) -> Path:
@@ -249,6 +257,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         login_delay_max_ms=_int(env, "H4_LOGIN_DELAY_MAX_MS", 3000, 0, 30000),
         lease_seconds=_int(env, "H4_LEASE_SECONDS", 30, 3, 3600),
         max_attempts=_int(env, "H4_MAX_ATTEMPTS", 3, 1, 100),
+        api_workers=_int(env, "H4_API_WORKERS", 2, 1, 64),
+        worker_concurrency=_int(env, "H4_WORKER_CONCURRENCY", 1, 1, 64),
         header_timeout_seconds=_int(env, "H4_HEADER_TIMEOUT_SECONDS", 10, 1, 300),
         client_idle_seconds=_int(env, "H4_CLIENT_IDLE_SECONDS", 30, 1, 3600),
         body_timeout_seconds=_int(env, "H4_BODY_TIMEOUT_SECONDS", 30, 1, 3600),

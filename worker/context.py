@@ -31,7 +31,7 @@ class WorkerContext:
 @cache
 def _context_for(pid: int) -> WorkerContext:
     settings = load_settings()
-    store = Store.from_url(settings.redis_url or "redis://127.0.0.1:6379/0",
+    store = Store.from_url(settings.redis,
                            settings.task_ttl_seconds)
     return WorkerContext(settings, store, transit_sealer(settings),
                          f"{socket.gethostname()}:{pid}")
