@@ -25,6 +25,7 @@ from common.bootstrap import (
     write_config_snapshot,
 )
 from common.config import Settings
+from common.privatefiles import replace as private_replace
 
 REDIS_MISSING = """h4backup: no H4_REDIS_URL is set and no redis-server is installed.
 Install one (Debian/Ubuntu: sudo apt-get install redis-server; macOS: brew install redis)
@@ -47,13 +48,13 @@ def start_private_redis(settings: Settings) -> tuple[subprocess.Popen, str]:
     port, password = free_port(), secrets.token_urlsafe(32)
     config = folder / "redis.conf"
     # On the command line the password would show in `ps` to every local account.
-    _write_private(config, _redis_config(port, folder, password))
+    private_replace(config, _redis_config(port, folder, password))
     process = subprocess.Popen([binary, str(config)], stdout=subprocess.DEVNULL,
                                process_group=0, umask=0o077)
     wait_for_port(port, process)
     url = f"redis://:{password}@127.0.0.1:{port}/0"
     # The other commands (`user add`, ...) find serve's Redis here.
-    _write_private(redis_url_file(settings), url + "\n")
+    private_replace(redis_url_file(settings), url + "\n")
     return process, url
 
 
@@ -73,13 +74,6 @@ def _redis_config(port: int, folder: Path, password: str) -> str:
         "logfile": folder / "redis.log", "requirepass": password,
     }
     return "".join(f"{name} {value}\n" for name, value in settings.items())
-
-
-def _write_private(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        os.fchmod(handle.fileno(), 0o600)
-        handle.write(text)
 
 
 def wait_for_port(port: int, process: subprocess.Popen, seconds: float = 20) -> None:

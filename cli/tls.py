@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import os
 import socket
 import ssl
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from common.config import Settings
+from common.privatefiles import replace as private_replace
 
 VALID_DAYS = 3 * 365
 # A generated certificate this close to its end is replaced at start.
@@ -103,13 +103,8 @@ def self_signed_certificate(names: list[str]) -> tuple[bytes, bytes]:
 def write_self_signed(files: TlsFiles, names: list[str]) -> None:
     cert_pem, key_pem = self_signed_certificate(names)
     files.key.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    for path, data, mode in ((files.key, key_pem, 0o600), (files.cert, cert_pem, 0o644)):
-        temporary = path.with_name(f".{path.name}.new")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-        with os.fdopen(fd, "wb") as handle:
-            os.fchmod(handle.fileno(), mode)
-            handle.write(data)
-        temporary.replace(path)
+    private_replace(files.key, key_pem)
+    private_replace(files.cert, cert_pem, mode=0o644)
 
 
 def fingerprint(cert_path: Path) -> str:

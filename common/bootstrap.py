@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import secrets
 from pathlib import Path
 
 from common.config import Settings
+from common.privatefiles import create_once
 from common.secrecy import check_password, hash_password
 from common.store import Store
 from common.transit import KeyFile, KeySource, StaticKeys, TransitSealer, create_key_file
@@ -47,14 +47,8 @@ def admin_password(settings: Settings) -> str:
     if settings.admin_password:
         return settings.admin_password
     path = admin_password_file(settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text().strip()
-    with os.fdopen(fd, "w") as handle:
-        handle.write(secrets.token_urlsafe(18) + "\n")
-    log.info("generated an administrator password into %s", path)
+    if create_once(path, secrets.token_urlsafe(18) + "\n"):
+        log.info("generated an administrator password into %s", path)
     return path.read_text().strip()
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,9 @@ from typing import Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+from common.privatefiles import create_once
+from common.privatefiles import replace as private_replace
 
 KEY_BYTES = 32
 NONCE_BYTES = 12
@@ -88,26 +90,9 @@ class KeyFile:
         return self._ring
 
 
-def _write_private(path: Path, text: str) -> None:
-    """Write `text` to a 0600 file beside `path` and move it into place in one step."""
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-
-
 def create_key_file(path: Path) -> None:
     """A keyring file with one new key, unless the file exists."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return
-    with os.fdopen(fd, "w") as handle:
-        handle.write(encode_key(secrets.token_bytes(KEY_BYTES)) + "\n")
+    create_once(path, encode_key(secrets.token_bytes(KEY_BYTES)) + "\n")
 
 
 def rotate_key_file(path: Path) -> tuple[str, int]:
@@ -118,7 +103,7 @@ def rotate_key_file(path: Path) -> tuple[str, int]:
     """
     ring = parse_keyring(path.read_text())
     new_key = secrets.token_bytes(KEY_BYTES)
-    _write_private(path, "".join(encode_key(k) + "\n" for k in (new_key, ring[0])))
+    private_replace(path, "".join(encode_key(k) + "\n" for k in (new_key, ring[0])))
     return key_id(new_key).hex(), len(ring) - 1
 
 
