@@ -36,10 +36,10 @@ if str(ROOT) not in sys.path:
 import zstandard  # noqa: E402
 
 from bench import benchlib  # noqa: E402
+from common.backupfile.format.age import generate_x25519_identity  # noqa: E402
+from common.backupfile.write.pipeline import BackupJob, run_backup  # noqa: E402
+from common.backupfile.write.sources import Source  # noqa: E402
 from common.config import load_settings  # noqa: E402
-from worker.age import generate_x25519_identity  # noqa: E402
-from worker.pipeline import BackupJob, run_backup  # noqa: E402
-from worker.sources import Source  # noqa: E402
 
 _BLOCK = 1 << 20
 _EXPECT = """set timeout 600

@@ -35,10 +35,10 @@ if str(ROOT) not in sys.path:
 import zstandard  # noqa: E402
 
 from bench import benchlib  # noqa: E402
-from worker.age import AgeReader, generate_x25519_identity  # noqa: E402
-from worker.pipeline import BackupJob, BackupOutcome, run_backup  # noqa: E402
-from worker.restore import RestoreJob, run_restore  # noqa: E402
-from worker.sources import Source  # noqa: E402
+from common.backupfile.format.age import AgeReader, generate_x25519_identity  # noqa: E402
+from common.backupfile.read.restore import RestoreJob, run_restore  # noqa: E402
+from common.backupfile.write.pipeline import BackupJob, BackupOutcome, run_backup  # noqa: E402
+from common.backupfile.write.sources import Source  # noqa: E402
 
 _BLOCK = 1 << 20
 

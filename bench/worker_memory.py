@@ -29,8 +29,8 @@ from bench import benchlib  # noqa: E402
 
 
 def child_backup(args: argparse.Namespace) -> dict:
-    from worker.pipeline import BackupJob, run_backup
-    from worker.sources import Source
+    from common.backupfile.write.pipeline import BackupJob, run_backup
+    from common.backupfile.write.sources import Source
 
     job = BackupJob("bench", (Source("data", args.tree),), args.out,
                     passphrase=benchlib.PASSPHRASE, work_factor=args.work_factor)
@@ -40,7 +40,7 @@ def child_backup(args: argparse.Namespace) -> dict:
 
 
 def child_restore(args: argparse.Namespace) -> dict:
-    from worker.restore import RestoreJob, run_restore
+    from common.backupfile.read.restore import RestoreJob, run_restore
 
     job = RestoreJob("bench", args.backup_file, args.out, passphrase=benchlib.PASSPHRASE,
                      max_work_factor=max(20, args.work_factor), expected_hash=args.hash)

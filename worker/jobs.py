@@ -10,15 +10,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from common.backupfile.io.progress import Reporter
+from common.backupfile.io.storage import backup_file_name
+from common.backupfile.read.restore import RestoreJob, run_restore
+from common.backupfile.read.verify import VerifyJob, run_verify
+from common.backupfile.write.pipeline import BackupJob, run_backup
+from common.backupfile.write.sources import Source
 from common.errors import BackupNotFound, GeneralServerFailure, PasswordUnavailable
-from common.tasks import backup_file_name
 from worker.context import WorkerContext
-from worker.pipeline import BackupJob, run_backup
-from worker.progress import Reporter
-from worker.restore import RestoreJob, run_restore
 from worker.retry import patiently
-from worker.sources import Source
-from worker.verify import VerifyJob, run_verify
 
 log = logging.getLogger("h4backup.worker")
 

@@ -14,10 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from common.backupfile.io.storage import backup_leftovers, remove_orphan_temporaries
 from common.errors import WorkerLost
 from common.states import TaskState
 from common.store import Store
-from worker.storage import remove_orphan_temporaries
 
 log = logging.getLogger("h4backup.worker")
 
@@ -66,10 +66,8 @@ def remove_partial_files(backup_dir: Path, backup_id: str) -> int:
     """What an earlier attempt at this (unlisted) backup left: temporary files, and a file it
     stored but could not record before its worker was lost. Call only while the backup is not
     listed, holding its task's lease."""
-    leftovers = [*backup_dir.glob(f".{backup_id}.tar.zst*.part"),
-                 *(backup_dir / f"{backup_id}{suffix}" for suffix in (".tar.zst", ".tar.zst.age"))]
     removed = 0
-    for path in leftovers:
+    for path in backup_leftovers(backup_dir, backup_id):
         if path.exists():
             path.unlink(missing_ok=True)
             removed += 1

@@ -13,10 +13,11 @@ import logging
 import uuid
 from collections.abc import Mapping
 
+from common.config import Settings
 from common.errors import BackupQuotaExceeded, H4Error, TooManyTasks
 from common.schedules import is_due
 from common.starting import TaskStarter
-from common.store import now_ms
+from common.store import Store, now_ms
 from common.tasks import SCHEDULE_TICK, new_backup_task
 
 log = logging.getLogger("h4backup.worker")
@@ -84,3 +85,23 @@ def _record_refusal(starter: TaskStarter, row: dict, refusal: H4Error) -> None:
     """A refused scheduled run stays visible as a FAILED task, not only as a log line."""
     starter.record(row)
     starter.store.fail(row["id"], refusal.to_api_error())
+
+
+def prune(store: Store, settings: Settings, keep: int) -> list[str]:
+    """Delete the oldest scheduled backups beyond `keep`; returns the ids deleted."""
+    scheduled = [b for b in store.list_backups() if b.get("kind") == "scheduled"]
+    deleted = []
+    for old in scheduled[keep:]:
+        row = store.unlist_backup(old["id"])
+        if row is not None:
+            (settings.backup_dir / row["file"]).unlink(missing_ok=True)
+            deleted.append(old["id"])
+            log.info("retention deleted scheduled backup %s", old["id"])
+    return deleted
+
+
+def after_success(store: Store, settings: Settings, task: dict) -> None:
+    """Retention runs only once a newer scheduled backup is safely listed."""
+    config = store.get_schedule() or {}
+    if task.get("kind") == "scheduled" and config.get("keep"):
+        prune(store, settings, int(config["keep"]))

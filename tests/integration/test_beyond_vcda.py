@@ -13,11 +13,11 @@ import pyrage
 import pytest
 import zstandard
 
+from common.backupfile.format.age import AgeWriter, generate_x25519_identity
 from tests.faults.conftest import write_random_tree
 from tests.integration.harness import RedisServer, Service, wait_until
 from tests.integration.trees import assert_same_tree, make_tree
 from tests.tools import require_tool
-from worker.age import AgeWriter, generate_x25519_identity
 
 pytestmark = pytest.mark.integration
 

@@ -5,9 +5,9 @@ import uuid
 
 import pytest
 
+from common.backupfile.format.age import encrypt_bytes, generate_x25519_identity
 from common.tasks import new_backup_task
 from tests.conftest import login, queued
-from worker.age import encrypt_bytes, generate_x25519_identity
 
 
 @pytest.fixture

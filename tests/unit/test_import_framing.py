@@ -8,9 +8,9 @@ import os
 import pytest
 import zstandard
 
+from common.backupfile.format.age import AgeWriter, encrypt_bytes, generate_x25519_identity
 from tests.conftest import login
 from tests.security.crafted import CraftedBackup
-from worker.age import AgeWriter, encrypt_bytes, generate_x25519_identity
 
 PASSWORD = "import-Pa$$"
 

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from worker.handoff import Consumer, HandoffStopped, Producer
+from common.backupfile.io.handoff import Consumer, HandoffStopped, Producer
 
 
 def test_consumer_takes_every_item_in_order() -> None:

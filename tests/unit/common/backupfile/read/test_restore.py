@@ -10,6 +10,14 @@ from pathlib import Path
 import pytest
 import zstandard
 
+from common.backupfile.format import members
+from common.backupfile.format.age import encrypt_bytes, generate_x25519_identity
+from common.backupfile.format.manifest import MANIFEST_NAME
+from common.backupfile.io import progress
+from common.backupfile.read import restore
+from common.backupfile.read.restore import RestoreJob, run_restore
+from common.backupfile.write.pipeline import BackupJob, run_backup
+from common.backupfile.write.sources import Source
 from common.errors import (
     BackupCorrupted,
     InsufficientStorage,
@@ -18,12 +26,6 @@ from common.errors import (
     UnsafeArchiveMember,
     WrongPassword,
 )
-from worker import progress, restore, verify
-from worker.age import encrypt_bytes, generate_x25519_identity
-from worker.archive import MANIFEST_NAME
-from worker.pipeline import BackupJob, run_backup
-from worker.restore import RestoreJob, run_restore
-from worker.sources import Source
 
 PASSPHRASE = "correct horse battery staple"
 UNICODE_NAME = "naïve-😀-Ωmega.txt"
@@ -374,7 +376,7 @@ def test_unsafe_members_are_refused_and_nothing_is_written(case, tmp_path, resto
 
 def test_a_member_named_with_nul_is_refused():
     with pytest.raises(UnsafeArchiveMember, match="NUL"):
-        verify.safe_parts("data/a\0b")
+        members.safe_parts("data/a\0b")
 
 
 @pytest.mark.parametrize(("path", "target"), [
@@ -382,7 +384,7 @@ def test_a_member_named_with_nul_is_refused():
     ("data/deep/link", "../../top"), ("data/link", ".."), ("link", "."),
 ])
 def test_link_targets_inside_the_tree_are_allowed(path, target):
-    verify.check_link_target(path, path, target)
+    members.check_link_target(path, path, target)
 
 
 @pytest.mark.parametrize(("path", "target"), [
@@ -391,7 +393,7 @@ def test_link_targets_inside_the_tree_are_allowed(path, target):
 ])
 def test_link_targets_that_may_leave_the_tree_are_refused(path, target):
     with pytest.raises(UnsafeArchiveMember):
-        verify.check_link_target(path, path, target)
+        members.check_link_target(path, path, target)
 
 
 # --- hand-made archives that disagree with their manifest -----------------------------------

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
+from common.backupfile.write.sources import Source, measure, walk
 from common.errors import FileSkipped, FileVanished, SourceUnavailable
-from worker.sources import Source, measure, walk
 
 
 def names(entries):

@@ -4,8 +4,8 @@ import tarfile
 
 import pytest
 
-from worker.plainstream import PlainStream
-from worker.tarstream import TarStream
+from common.backupfile.format.tarstream import TarStream
+from common.backupfile.read.plainstream import PlainStream
 
 NAMES = ["a.txt", "dir/" + "long" * 40 + ".bin", "naïve ☃.txt", "empty"]
 

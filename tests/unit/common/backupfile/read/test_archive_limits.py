@@ -10,6 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from common.backupfile.format import members
+from common.backupfile.format.manifest import MAX_LINE, read_manifest
+from common.backupfile.format.members import MAX_GNU_LONG, MAX_NAME_BYTES, MAX_PAX_HEADER
+from common.backupfile.io.hashing import format_sha512
+from common.backupfile.read import freespace, restore
+from common.backupfile.read.restore import RestoreJob, run_restore
+from common.backupfile.read.verify import HASH_MISMATCH, VerifyJob, run_verify
 from common.errors import (
     ArchiveLimitExceeded,
     BackupCorrupted,
@@ -17,12 +24,6 @@ from common.errors import (
     UnsafeArchiveMember,
 )
 from tests.security.crafted import MANIFEST_NAME, MTIME, CraftedBackup, pax_record
-from worker import freespace, members, restore
-from worker.hashing import format_sha512
-from worker.manifest import MAX_LINE, read_manifest
-from worker.members import MAX_GNU_LONG, MAX_NAME_BYTES, MAX_PAX_HEADER
-from worker.restore import RestoreJob, run_restore
-from worker.verify import HASH_MISMATCH, VerifyJob, run_verify
 
 KiB, MiB = 1 << 10, 1 << 20
 

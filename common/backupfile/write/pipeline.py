@@ -5,7 +5,7 @@ that runs it passes a Reporter for progress, warnings and the stop flag.
 
 Reading, the files' SHA-256 and feeding zstd run on the calling thread, and zstd compresses on
 its own worker threads; the encryption, the SHA-512 and the disk writes each run on a thread of
-their own, fed through small bounded queues (worker/handoff.py). All of these release the GIL
+their own, fed through small bounded queues (io/handoff.py). All of these release the GIL
 on large buffers (except the encryption, which is the smallest part), so every core is kept
 busy while only a few MiB are in flight between the stages. The three stages share one stop
 signal, so that however the calling thread leaves (a failure, a cancel, a SystemExit from the
@@ -22,14 +22,13 @@ from pathlib import Path
 
 import zstandard
 
-from common.tasks import backup_file_name
-from worker.age import AgeWriter
-from worker.archive import COPY_SIZE, ArchiveWriter
-from worker.handoff import Consumer
-from worker.hashing import BinarySink, HashingWriter
-from worker.progress import Reporter, Watch
-from worker.sources import Source, measure, walk
-from worker.storage import AtomicFile
+from common.backupfile.format.age import AgeWriter
+from common.backupfile.io.handoff import Consumer
+from common.backupfile.io.hashing import BinarySink, HashingWriter
+from common.backupfile.io.progress import Reporter, Watch
+from common.backupfile.io.storage import AtomicFile, backup_file_name
+from common.backupfile.write.archive import COPY_SIZE, ArchiveWriter
+from common.backupfile.write.sources import Source, measure, walk
 
 # About 1 MiB each, per stage: enough to ride out a pause on either side of a handoff, small
 # next to scrypt's peak.

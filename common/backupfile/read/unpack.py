@@ -8,10 +8,10 @@ straight from the decompressed blocks, as views, never copied on the way.
 
 Every member is checked: no absolute names, no `..`, no symlink leaving the tree, no member
 below a symlink, no hard links or special files. What was seen of each member is then proved
-against the manifest that ends the archive (worker/manifest.py).
+against the manifest that ends the archive (format/manifest.py).
 
 Nothing an archive declares is trusted to be small: header payloads, names, the number of
-members and the manifest's size and lines all have caps (worker/members.py, manifest.py),
+members and the manifest's size and lines all have caps (format/members.py, manifest.py),
 checked before what they declare is read, so a tiny crafted file cannot exhaust the worker.
 """
 
@@ -28,20 +28,18 @@ from typing import IO, Any, Protocol
 
 import zstandard
 
-from common.errors import ArchiveLimitExceeded, BackupCorrupted, UnsafeArchiveMember, WrongPassword
-from worker.age import AgeError, AgeNoMatch, AgeReader
-from worker.archive import COPY_SIZE, MANIFEST_NAME, ManifestEntry, read_manifest
-from worker.manifest import MAX_LINE
-from worker.members import (
+from common.backupfile.format.age import AgeError, AgeNoMatch, AgeReader
+from common.backupfile.format.manifest import MANIFEST_NAME, MAX_LINE, ManifestEntry, read_manifest
+from common.backupfile.format.members import (
     BoundedTarFile,
     check_header,
     check_link_target,
     member_kind,
     safe_parts,
 )
-from worker.plainstream import PlainStream
-
-__all__ = ["ArchiveScan", "backup_errors", "check_link_target", "open_archive", "safe_parts"]
+from common.backupfile.read.plainstream import PlainStream
+from common.backupfile.write.archive import COPY_SIZE
+from common.errors import ArchiveLimitExceeded, BackupCorrupted, UnsafeArchiveMember, WrongPassword
 
 AGE_MAGIC = b"age-encryption.org/v1\n"
 _SPOOL_MEMORY = 1 << 20
@@ -57,7 +55,7 @@ class Checkpoint(Protocol):
 
 
 class Stored(Protocol):
-    """The stored file as this pass reads it: worker/verify.py's StoredFile."""
+    """The stored file as this pass reads it: read/verify.py's StoredFile."""
 
     watch: Checkpoint
 

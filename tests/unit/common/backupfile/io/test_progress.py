@@ -1,4 +1,4 @@
-from worker.progress import ProgressThrottle
+from common.backupfile.io.progress import ProgressThrottle
 
 
 class FakeClock:

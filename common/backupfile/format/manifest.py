@@ -24,7 +24,7 @@ MANIFEST_NAME = "h4backup-manifest.jsonl"
 MANIFEST_FORMAT = "h4backup-manifest"
 MANIFEST_VERSION = 1
 # A line holds one member's path and link target, each at most 4096 bytes (MAX_NAME_BYTES in
-# worker/members.py) and at worst 6 ASCII bytes per byte once escaped: 48 KiB, plus the rest.
+# format/members.py) and at worst 6 ASCII bytes per byte once escaped: 48 KiB, plus the rest.
 MAX_LINE = 64 << 10
 
 

@@ -2,9 +2,9 @@
 
 A verify always compares the SHA-512 of the stored bytes with the catalogue. When it can open
 the archive (a plain backup, or the password or identities of an encrypted one), it also reads
-the whole archive in the same pass over the file (worker/unpack.py): age, zstd, tar, every
+the whole archive in the same pass over the file (read/unpack.py): age, zstd, tar, every
 member checked for safety and every file's SHA-256 recomputed, then the whole proved against
-the manifest that ends the archive. Nothing is written to disk; worker/restore.py runs the
+the manifest that ends the archive. Nothing is written to disk; read/restore.py runs the
 same pass and writes the members as they come.
 """
 
@@ -18,6 +18,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from common.backupfile.io.hashing import format_sha512
+from common.backupfile.io.progress import Reporter, Watch
+from common.backupfile.read.unpack import AGE_MAGIC, ArchiveScan, backup_errors, open_archive
+from common.backupfile.write.archive import COPY_SIZE
 from common.errors import (
     ArchiveLimitExceeded,
     BackupCorrupted,
@@ -25,14 +29,6 @@ from common.errors import (
     StorageFailure,
     WrongPassword,
 )
-from worker.archive import COPY_SIZE
-from worker.hashing import format_sha512
-from worker.members import check_link_target, safe_parts
-from worker.progress import Reporter, Watch
-from worker.unpack import AGE_MAGIC, ArchiveScan, backup_errors, open_archive
-
-__all__ = ["AGE_MAGIC", "ArchiveScan", "StoredFile", "backup_errors", "check_link_target",
-           "open_archive", "open_stored", "run_verify", "safe_parts"]
 
 HASH_MISMATCH = "stored bytes do not match the catalogue hash"
 

@@ -8,17 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from common.backupfile.format.manifest import MANIFEST_NAME, read_manifest
+from common.backupfile.write import archive as archive_module
+from common.backupfile.write.archive import COPY_SIZE, ArchiveWriter, GuardedReader
+from common.backupfile.write.sources import Entry, Source, walk
 from common.errors import BackupCorrupted, FileChanged, FileUnreadable, FileVanished
 from tests.tools import require_tool
-from worker import archive as archive_module
-from worker.archive import (
-    COPY_SIZE,
-    MANIFEST_NAME,
-    ArchiveWriter,
-    GuardedReader,
-    read_manifest,
-)
-from worker.sources import Entry, Source, walk
 
 UNICODE_NAME = "naïve café ☃ 日本.txt"
 LONG_DIR = "a" * 60 + "/" + "b" * 60 + "/" + "c" * 60

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from common.backupfile.io import storage
+from common.backupfile.io.storage import AtomicFile, is_temporary_name, remove_orphan_temporaries
 from common.errors import InsufficientStorage, StorageFailure, TaskCanceled
-from worker import storage
-from worker.storage import AtomicFile, is_temporary_name, remove_orphan_temporaries
 
 
 def failing_with(code: int):

@@ -9,7 +9,7 @@ A file that changes while it is read still yields a well-formed member of the si
 open time: a shrunk file is padded with zero bytes, a grown one cut at that size, and the task
 gets a FileChanged warning. A file that vanished or cannot be read is left out with a warning.
 
-The last member is the manifest (worker/manifest.py), listing every member before it with each
+The last member is the manifest (format/manifest.py), listing every member before it with each
 file's SHA-256, so that a verify or a restore can prove the archive whole.
 """
 
@@ -27,19 +27,10 @@ import tempfile
 from collections.abc import Callable, Sequence
 from typing import IO, BinaryIO
 
+from common.backupfile.format.manifest import MANIFEST_NAME, encode_line, header_line
+from common.backupfile.format.tarstream import TarStream
+from common.backupfile.write.sources import Entry
 from common.errors import FileChanged, FileUnreadable, FileVanished, H4Error
-from worker.manifest import (  # noqa: F401 - the names readers of archives import from here
-    MANIFEST_FORMAT,
-    MANIFEST_NAME,
-    MANIFEST_VERSION,
-    ManifestEntry,
-    ManifestHeader,
-    encode_line,
-    header_line,
-    read_manifest,
-)
-from worker.sources import Entry
-from worker.tarstream import TarStream
 
 COPY_SIZE = 1 << 20
 _MANIFEST_MEMORY = 1 << 20

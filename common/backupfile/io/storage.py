@@ -3,7 +3,7 @@
 The bytes go to `.<final name>.<random>.part` beside the final place; only after they are on
 disk (file fsync) is the file renamed, and the folder fsynced so that the rename itself
 survives a crash. The bytes bypass the page cache where the filesystem allows it
-(worker/directio.py), or else the disk is asked to start writing every few MiB as they come,
+(io/directio.py), or else the disk is asked to start writing every few MiB as they come,
 so that the fsync at the end waits for the last few MiB rather than for the whole backup. Any
 failure, a cancel or an interrupt removes the temporary file. A crash that gives no chance to
 clean up leaves a temporary name that `remove_orphan_temporaries` reaps.
@@ -21,14 +21,32 @@ from contextlib import suppress
 from pathlib import Path
 from types import TracebackType
 
+from common.backupfile.io.directio import DirectWriter, aligned_buffer
 from common.errors import H4Error, InsufficientStorage, StorageFailure
-from worker.directio import DirectWriter, aligned_buffer
 
 _TEMPORARY_NAME = re.compile(r"\..+\.[0-9a-f]{16}\.part")
+# Backup ids name files: nothing that could climb out of the backup folder or hide there.
+SAFE_BACKUP_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
+_PLAIN_SUFFIX = ".tar.zst"
+_ENCRYPTED_SUFFIX = ".tar.zst.age"
 _NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
 # Backups hold secrets: only the service's own user may read them.
 _FILE_MODE = 0o600
 _WRITE_BEHIND = 8 << 20
+
+
+def backup_file_name(backup_id: str, encrypted: bool) -> str:
+    """`<id>.tar.zst`, with `.age` appended when the backup is encrypted."""
+    if not SAFE_BACKUP_ID.fullmatch(backup_id):
+        raise ValueError(f"unsafe backup id {backup_id!r}")
+    return backup_id + (_ENCRYPTED_SUFFIX if encrypted else _PLAIN_SUFFIX)
+
+
+def backup_leftovers(folder: Path, backup_id: str) -> list[Path]:
+    """Every file a write of this backup may leave in folder, whether it exists or not: its
+    temporary files (see temporary_name) and the final file, plain or encrypted."""
+    return [*folder.glob(f".{backup_id}{_PLAIN_SUFFIX}*.part"),
+            *(folder / f"{backup_id}{suffix}" for suffix in (_PLAIN_SUFFIX, _ENCRYPTED_SUFFIX))]
 
 
 def is_temporary_name(name: str) -> bool:

@@ -11,7 +11,7 @@ import io
 import tarfile
 from collections.abc import Callable, Iterator
 
-from worker.handoff import Producer
+from common.backupfile.io.handoff import Producer
 
 # Blocks of about 1 MiB each, decoded ahead of the reader.
 _BLOCKS_AHEAD = 8

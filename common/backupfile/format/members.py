@@ -26,7 +26,7 @@ MAX_GNU_LONG = MAX_NAME_BYTES + 1
 MAX_EXTENSIONS_IN_A_ROW = 8
 # Far beyond any configuration tree, yet it bounds what a scan keeps in memory per member: a
 # digest of each folder and symlink path, about 110 MB for a million (and a restore's folder
-# list, worker/restore.py): a worker reading any archive stays under 400 MiB.
+# list, read/restore.py): a worker reading any archive stays under 400 MiB.
 MAX_MEMBERS = 1_000_000
 
 _REFUSED_TYPES = {tarfile.LNKTYPE: "hard link", tarfile.CHRTYPE: "character device",

@@ -3,8 +3,8 @@ import random
 
 import pytest
 
-from worker import directio
-from worker.directio import DirectWriter, aligned_buffer
+from common.backupfile.io import directio
+from common.backupfile.io.directio import DirectWriter, aligned_buffer
 
 
 def write_through(path, chunks, direct=True, buffer_size=64 << 10) -> DirectWriter:

@@ -1,14 +1,14 @@
 """Restoring a backup into a new folder under the restore root, member by member.
 
 The stored file is read once as a stream (age when encrypted, zstd, tar), through the same
-checked pass as a verify (worker/unpack.py): no absolute names, no `..`, no symlink leaving the
+checked pass as a verify (read/unpack.py): no absolute names, no `..`, no symlink leaving the
 tree, no member below a symlink, no hard links or special files. Members are written by hand,
 never by tarfile's extraction, into a private staging folder beside the final one. Only once
 every entry has matched the manifest, and every file and folder is on disk, is the staging folder
 renamed into place; on any failure it is removed, so the restore root never holds a partial
 restore.
 
-Every member is charged to the restore filesystem before it is written (worker/freespace.py):
+Every member is charged to the restore filesystem before it is written (read/freespace.py):
 once the charges pass the free space found at the start, less a reserve, the restore stops with
 RestoreTooLarge, so a small file that expands to terabytes never fills the disk.
 
@@ -33,23 +33,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from common.backupfile.format.members import safe_parts
+from common.backupfile.io.directio import DirectWriter, aligned_buffer
+from common.backupfile.io.handoff import Consumer
+from common.backupfile.io.progress import Reporter
+from common.backupfile.read.freespace import SpaceGuard
+from common.backupfile.read.unpack import ArchiveScan, backup_errors, open_archive
+from common.backupfile.read.verify import StoredFile, open_stored
 from common.errors import (
     ArchiveLimitExceeded,
     InsufficientStorage,
     StorageFailure,
     UnsafeArchiveMember,
-)
-from worker.directio import DirectWriter, aligned_buffer
-from worker.freespace import SpaceGuard
-from worker.handoff import Consumer
-from worker.progress import Reporter
-from worker.verify import (
-    ArchiveScan,
-    StoredFile,
-    backup_errors,
-    open_archive,
-    open_stored,
-    safe_parts,
 )
 
 _TARGET_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
@@ -197,7 +192,7 @@ class _FileWriter:
 
     Opening here refuses a name that appears twice at once, with the member to blame; a
     failure to write comes back to the caller at its next file or block. Large files bypass
-    the page cache (worker/directio.py) through one aligned buffer, used by one file at a time.
+    the page cache (io/directio.py) through one aligned buffer, used by one file at a time.
     """
 
     def __init__(self, space: SpaceGuard) -> None:

@@ -3,6 +3,8 @@ from pathlib import Path
 
 import pytest
 
+from common.backupfile.io.hashing import sha512_of_file
+from common.backupfile.read.verify import HASH_MISMATCH, VerifyJob, run_verify
 from common.errors import (
     BackupCorrupted,
     BackupNotFound,
@@ -10,7 +12,7 @@ from common.errors import (
     UnsafeArchiveMember,
     WrongPassword,
 )
-from tests.unit.test_restore import (
+from tests.unit.common.backupfile.read.test_restore import (
     PASSPHRASE,
     RecordingReporter,
     backup,
@@ -22,8 +24,6 @@ from tests.unit.test_restore import (
     make_tree,
     manifest_lines,
 )
-from worker.hashing import sha512_of_file
-from worker.verify import HASH_MISMATCH, VerifyJob, run_verify
 
 
 @pytest.fixture

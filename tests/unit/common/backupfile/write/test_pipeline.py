@@ -10,16 +10,16 @@ from pathlib import Path
 import pyrage
 import pytest
 
+from common.backupfile.format.age import AgeReader, generate_x25519_identity
+from common.backupfile.format.manifest import MANIFEST_NAME
+from common.backupfile.io import handoff, progress, storage
+from common.backupfile.io.hashing import HashingWriter, format_sha512, sha512_of_file
+from common.backupfile.io.storage import backup_file_name
+from common.backupfile.write.pipeline import BackupJob, run_backup
+from common.backupfile.write.sources import Source
 from common.errors import FileSkipped, InsufficientStorage, SourceUnavailable, TaskCanceled
-from common.tasks import backup_file_name
 from tests.tools import require_tool
-from tests.unit.test_archive import sample_tree, tree_contents
-from worker import handoff, progress, storage
-from worker.age import AgeReader, generate_x25519_identity
-from worker.archive import MANIFEST_NAME
-from worker.hashing import HashingWriter, format_sha512, sha512_of_file
-from worker.pipeline import BackupJob, run_backup
-from worker.sources import Source
+from tests.unit.common.backupfile.write.test_archive import sample_tree, tree_contents
 
 PASSPHRASE = "correct horse battery staple"
 

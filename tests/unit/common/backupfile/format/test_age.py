@@ -1,4 +1,4 @@
-"""worker.age against the C2SP test vectors, pyrage, the age CLI, tampering and memory bounds."""
+"""age files against the C2SP test vectors, pyrage, the age CLI, tampering and memory bounds."""
 
 from __future__ import annotations
 
@@ -15,8 +15,7 @@ from pathlib import Path
 import pyrage
 import pytest
 
-from tests.tools import require_tool
-from worker.age import (
+from common.backupfile.format.age import (
     CHUNK_SIZE,
     MAX_WORK_FACTOR,
     AgeError,
@@ -30,6 +29,7 @@ from worker.age import (
     encrypt_bytes,
     generate_x25519_identity,
 )
+from tests.tools import require_tool
 
 PASSPHRASE = "correct horse battery staple"
 LOW_WORK_FACTOR = 10  # fast enough for many cases, still a real scrypt stanza
@@ -42,7 +42,7 @@ def _testkit_dir() -> Path:
     override = os.environ.get("H4_AGE_TESTKIT")
     if override:
         return Path(override)
-    return Path(__file__).resolve().parents[2].parent / "shared" / "testdata" / "age-testkit"
+    return Path(__file__).resolve().parents[5].parent / "shared" / "testdata" / "age-testkit"
 
 
 TESTKIT = _testkit_dir()

@@ -1,0 +1,1 @@
+"""Where the bytes go: storage, direct I/O, handoff between threads, hashing, progress."""

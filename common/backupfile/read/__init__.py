@@ -1,0 +1,1 @@
+"""Reading a backup back: the plain stream, unpacking, verifying, restoring, free space."""

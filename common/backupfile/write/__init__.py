@@ -1,0 +1,1 @@
+"""Writing a backup: walking the sources, the archive, the whole pipeline."""
