@@ -18,7 +18,7 @@ from api.media import RESPONSE_TYPE
 from api.schemas import ApiTaskSchema, ImportQuerySchema, OpenBackupRequestSchema
 from api.services import app_services
 from common import tasks
-from common.backupfile.io.storage import AtomicFile
+from common.backupfile.io.storage import AtomicFile, backup_file_name
 from common.errors import BadUserInput, InsufficientStorage, PayloadTooLarge, StorageFailure
 
 log = logging.getLogger("h4backup.api")
@@ -96,7 +96,7 @@ def _receive(services, backup_id: str, expected_hash: str | None) -> dict:
     # Refused before anything is stored: a file that is no backup must not hold a quota slot.
     head = files.read_upload_head(stream)
     first, encrypted = head.data, head.encrypted
-    final = services.settings.backup_dir / tasks.backup_file_name(backup_id, encrypted)
+    final = services.settings.backup_dir / backup_file_name(backup_id, encrypted)
     size = 0
     with AtomicFile(final) as out:
         for block in _blocks(first, stream):

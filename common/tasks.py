@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 from typing import Any
 
+from common.backupfile.io.storage import backup_file_name
 from common.states import TaskState
 from common.store import now_ms
 
@@ -19,18 +19,8 @@ CELERY_TASK_FOR = {"backup": GENERATE_BACKUP, "restore": RESTORE_BACKUP,
 REAP = "h4.maintenance.reap"
 HEALTH_PING = "h4.health.ping"
 REAP_INTERVAL_SECONDS = 5.0
-# Backup ids name files: nothing that could climb out of the backup folder or hide there.
-SAFE_BACKUP_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
-
 # A sealed password outlives any backup that may still use it, and no longer.
 SECRET_TTL_SECONDS = 6 * 3600
-
-
-def backup_file_name(backup_id: str, encrypted: bool) -> str:
-    """`<id>.tar.zst`, with `.age` appended when the backup is encrypted."""
-    if not SAFE_BACKUP_ID.fullmatch(backup_id):
-        raise ValueError(f"unsafe backup id {backup_id!r}")
-    return f"{backup_id}.tar.zst.age" if encrypted else f"{backup_id}.tar.zst"
 
 
 def new_task(user: str, kind: str, resource_type: str, resource_id: str,
