@@ -16,14 +16,19 @@ from flask import Response, g, send_file
 from api.auth import current_caller
 from api.services import app_services
 from common import tasks
-from common.backupfile.format.age import AgeError, AgeNoMatch, AgeReader, generate_x25519_identity
+from common.backupfile.format.age import (
+    AGE_MAGIC,
+    AgeError,
+    AgeNoMatch,
+    AgeReader,
+    generate_x25519_identity,
+)
 from common.errors import BackupNotFound, BadUserInput, InvalidDownloadCookie, StorageFailure
 from common.secrecy import new_token, token_digest
 
 log = logging.getLogger("h4backup.api")
 
 COOKIE_TTL_SECONDS = 60
-AGE_MAGIC = b"age-encryption.org/v1\n"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 # A compressed zstd block holds at most 128 KiB, so this much of a plain backup holds the
 # first block, and in it the first tar header.

@@ -23,7 +23,8 @@ def backup_file_modules() -> list[str]:
     return modules
 
 
-@pytest.mark.parametrize("contract", ["backupfile-standalone", "api-without-worker"])
+@pytest.mark.parametrize("contract", ["backupfile-standalone", "backupfile-read-without-write",
+                                      "api-without-worker"])
 def test_import_contract_is_kept(contract: str) -> None:
     lint_imports = Path(sys.executable).with_name("lint-imports")
     result = subprocess.run([str(lint_imports), "--no-cache", "--contract", contract],

@@ -28,7 +28,8 @@ CHUNK_SIZE = 64 * 1024
 _TAG_SIZE = 16
 _SEALED_CHUNK = CHUNK_SIZE + _TAG_SIZE
 _SINK_BATCH = 1 << 20
-_VERSION_LINE = b"age-encryption.org/v1\n"
+# Every age v1 file opens with this line: how a file is told to be one.
+AGE_MAGIC = b"age-encryption.org/v1\n"
 _SCRYPT_LABEL = b"age-encryption.org/v1/scrypt"
 _X25519_LABEL = b"age-encryption.org/v1/X25519"
 _ZERO_NONCE = bytes(12)
@@ -324,7 +325,7 @@ def _read_stanza(src: _Source, line: bytes) -> _Stanza:
 
 def _read_header(src: _Source) -> tuple[list[_Stanza], bytes, bytes]:
     """Stanzas, the bytes the MAC covers, and the MAC."""
-    if src.readline() != _VERSION_LINE:
+    if src.readline() != AGE_MAGIC:
         raise AgeHeaderError("not an age v1 file (armored input is not supported)")
     stanzas = []
     while not (line := src.readline()).startswith(b"---"):
@@ -344,7 +345,7 @@ class AgeWriter:
     """
 
     def __init__(self, sink: _Sink, file_key: bytes, stanzas: list[bytes]) -> None:
-        header = _VERSION_LINE + b"".join(stanzas) + b"---"
+        header = AGE_MAGIC + b"".join(stanzas) + b"---"
         nonce = os.urandom(16)
         self._aead = ChaCha20Poly1305(_hkdf(file_key, nonce, b"payload"))
         self._sink, self._buf, self._out = sink, bytearray(), bytearray()

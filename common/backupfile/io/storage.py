@@ -29,7 +29,8 @@ _TEMPORARY_NAME = re.compile(r"\..+\.[0-9a-f]{16}\.part")
 SAFE_BACKUP_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
 _PLAIN_SUFFIX = ".tar.zst"
 _ENCRYPTED_SUFFIX = ".tar.zst.age"
-_NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
+# The errors that mean the filesystem is full, for the bytes or for the user's quota.
+NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
 # Backups hold secrets: only the service's own user may read them.
 _FILE_MODE = 0o600
 _WRITE_BEHIND = 8 << 20
@@ -60,7 +61,7 @@ def temporary_name(final_name: str) -> str:
 
 def storage_error(error: OSError, folder: Path) -> H4Error:
     """The task error for an OSError met while storing a backup in folder."""
-    if error.errno in _NO_SPACE:
+    if error.errno in NO_SPACE:
         return InsufficientStorage(folder)
     return StorageFailure(error.strerror or str(error))
 
@@ -148,7 +149,7 @@ class AtomicFile:
             os.close(self._fd)
             self._fd = -1
             _move_without_overwrite(self.temporary_path, self.final_path)
-            _fsync_folder(self.folder)
+            fsync_folder(self.folder)
         except OSError as error:
             raise storage_error(error, self.folder) from error
 
@@ -182,7 +183,8 @@ def _rename_if_absent(source: Path, target: Path) -> None:
     os.rename(source, target)
 
 
-def _fsync_folder(folder: Path) -> None:
+def fsync_folder(folder: Path) -> None:
+    """Make the names in a folder durable (a rename or link into it)."""
     fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         os.fsync(fd)

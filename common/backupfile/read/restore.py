@@ -20,7 +20,6 @@ the filesystem before the rename makes them all durable, rather than one fsync p
 from __future__ import annotations
 
 import ctypes
-import errno
 import os
 import re
 import secrets
@@ -37,6 +36,7 @@ from common.backupfile.format.members import safe_parts
 from common.backupfile.io.directio import DirectWriter, aligned_buffer
 from common.backupfile.io.handoff import Consumer
 from common.backupfile.io.progress import Reporter
+from common.backupfile.io.storage import NO_SPACE, fsync_folder
 from common.backupfile.read.freespace import SpaceGuard
 from common.backupfile.read.unpack import ArchiveScan, backup_errors, open_archive
 from common.backupfile.read.verify import StoredFile, open_stored
@@ -48,7 +48,6 @@ from common.errors import (
 )
 
 _TARGET_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
-_NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
 _FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # Restored files keep their permission bits, never setuid, setgid or sticky.
@@ -267,11 +266,7 @@ def _publish(staging: Path, final: Path) -> None:
     # rename() would silently replace an empty folder of that name.
     _refuse_existing(final)
     os.rename(staging, final)
-    fd = os.open(final.parent, _FOLDER_FLAGS)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_folder(final.parent)
 
 
 def _sync_filesystem(fd: int) -> None:
@@ -290,7 +285,7 @@ def _storage_errors(root: Path) -> Iterator[None]:
     try:
         yield
     except OSError as error:
-        if error.errno in _NO_SPACE:
+        if error.errno in NO_SPACE:
             raise InsufficientStorage(
                 root, msg=f"Not enough space to restore the backup in {root}.") from error
         reason = error.strerror or str(error)

@@ -37,11 +37,10 @@ from common.backupfile.format.members import (
     member_kind,
     safe_parts,
 )
+from common.backupfile.io.blocks import COPY_SIZE
 from common.backupfile.read.plainstream import PlainStream
-from common.backupfile.write.archive import COPY_SIZE
 from common.errors import ArchiveLimitExceeded, BackupCorrupted, UnsafeArchiveMember, WrongPassword
 
-AGE_MAGIC = b"age-encryption.org/v1\n"
 _SPOOL_MEMORY = 1 << 20
 _DIGEST_SIZE = hashlib.sha256().digest_size
 

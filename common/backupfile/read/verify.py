@@ -18,10 +18,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from common.backupfile.format.age import AGE_MAGIC
+from common.backupfile.io.blocks import COPY_SIZE
 from common.backupfile.io.hashing import format_sha512
 from common.backupfile.io.progress import Reporter, Watch
-from common.backupfile.read.unpack import AGE_MAGIC, ArchiveScan, backup_errors, open_archive
-from common.backupfile.write.archive import COPY_SIZE
+from common.backupfile.read.unpack import ArchiveScan, backup_errors, open_archive
 from common.errors import (
     ArchiveLimitExceeded,
     BackupCorrupted,

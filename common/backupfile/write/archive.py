@@ -29,10 +29,10 @@ from typing import IO, BinaryIO
 
 from common.backupfile.format.manifest import MANIFEST_NAME, encode_line, header_line
 from common.backupfile.format.tarstream import TarStream
+from common.backupfile.io.blocks import COPY_SIZE
 from common.backupfile.write.sources import Entry
 from common.errors import FileChanged, FileUnreadable, FileVanished, H4Error
 
-COPY_SIZE = 1 << 20
 _MANIFEST_MEMORY = 1 << 20
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 

@@ -23,11 +23,12 @@ from pathlib import Path
 import zstandard
 
 from common.backupfile.format.age import AgeWriter
+from common.backupfile.io.blocks import COPY_SIZE
 from common.backupfile.io.handoff import Consumer
 from common.backupfile.io.hashing import BinarySink, HashingWriter
 from common.backupfile.io.progress import Reporter, Watch
 from common.backupfile.io.storage import AtomicFile, backup_file_name
-from common.backupfile.write.archive import COPY_SIZE, ArchiveWriter
+from common.backupfile.write.archive import ArchiveWriter
 from common.backupfile.write.sources import Source, measure, walk
 
 # About 1 MiB each, per stage: enough to ride out a pause on either side of a handoff, small

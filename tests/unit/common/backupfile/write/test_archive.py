@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from common.backupfile.format.manifest import MANIFEST_NAME, read_manifest
+from common.backupfile.io.blocks import COPY_SIZE
 from common.backupfile.write import archive as archive_module
-from common.backupfile.write.archive import COPY_SIZE, ArchiveWriter, GuardedReader
+from common.backupfile.write.archive import ArchiveWriter, GuardedReader
 from common.backupfile.write.sources import Entry, Source, walk
 from common.errors import BackupCorrupted, FileChanged, FileUnreadable, FileVanished
 from tests.tools import require_tool
