@@ -23,6 +23,7 @@ from common.backupfile.format.age import (
     AgeReader,
     generate_x25519_identity,
 )
+from common.backupfile.io.hashing import plain_hex
 from common.errors import BackupNotFound, BadUserInput, InvalidDownloadCookie, StorageFailure
 from common.secrecy import new_token, token_digest
 
@@ -67,7 +68,7 @@ def download(backup_id: str) -> Response:
 
 
 def _etag(backup_hash: str) -> str:
-    return backup_hash.removeprefix("SHA-512:").replace(":", "").lower()
+    return plain_hex(backup_hash)
 
 
 def issue_cookie(backup_id: str) -> dict[str, str]:

@@ -18,6 +18,7 @@ from api.media import RESPONSE_TYPE
 from api.schemas import ApiTaskSchema, ImportQuerySchema, OpenBackupRequestSchema
 from api.services import app_services
 from common import tasks
+from common.backupfile.io.hashing import format_sha512
 from common.backupfile.io.storage import AtomicFile, backup_file_name
 from common.errors import BadUserInput, InsufficientStorage, PayloadTooLarge, StorageFailure
 
@@ -106,7 +107,7 @@ def _receive(services, backup_id: str, expected_hash: str | None) -> dict:
             digest.update(block)
             out.write(block)
         head.check_size(size)
-        found = "SHA-512:" + ":".join(f"{b:02X}" for b in digest.digest())
+        found = format_sha512(digest.digest())
         if expected_hash and found != expected_hash:
             raise BadUserInput("the uploaded file's SHA-512 is not the expected hash")
     return {"id": backup_id, "generatedOn": int(os.stat(final).st_mtime * 1000), "hash": found,

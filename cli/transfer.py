@@ -17,6 +17,7 @@ from cli.errors import FAILED, NOT_FOUND, UNREACHABLE, USAGE, ClientError
 from cli.output import Output
 from cli.progress import ByteProgress
 from cli.remote import Api
+from common.backupfile.io.hashing import format_sha512, plain_hex
 
 CHUNK_BYTES = 1 << 20
 HASH_HEADER = "X-Content-SHA512"
@@ -34,12 +35,7 @@ class Target:
 
 def vcda_hash(hex_digest: str) -> str:
     """`SHA-512:AB:CD:...`, the catalog's way of writing a digest."""
-    upper = hex_digest.upper()
-    return "SHA-512:" + ":".join(upper[i:i + 2] for i in range(0, len(upper), 2))
-
-
-def plain_hex(vcda: str) -> str:
-    return vcda.strip().removeprefix("SHA-512:").replace(":", "").lower()
+    return format_sha512(bytes.fromhex(hex_digest))
 
 
 def resolve_target(output_option: str | None, force: bool) -> Target:

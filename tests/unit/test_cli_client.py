@@ -19,7 +19,8 @@ from cli.output import Output, format_table, json_line
 from cli.progress import PercentEta, TaskProgress, status_line
 from cli.remote import Api
 from cli.session import Session, load_session, save_session
-from cli.transfer import Target, download, plain_hex, vcda_hash
+from cli.transfer import Target, download, vcda_hash
+from common.backupfile.io.hashing import plain_hex
 from tests.unit import cli_fake_service
 from tests.unit.cli_fake_service import BACKUP_ID, CONTENT, GOOD_HASH, TOKEN, task
 

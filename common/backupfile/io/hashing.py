@@ -35,8 +35,13 @@ class HashingWriter:
 
 
 def format_sha512(digest: bytes) -> str:
-    """`SHA-512:AB:CD:...`: upper-case hex pairs joined by colons."""
+    """`SHA-512:AB:CD:...`: upper-case hex pairs joined by colons, as vCDA writes a digest."""
     return "SHA-512:" + digest.hex(":").upper()
+
+
+def plain_hex(formatted: str) -> str:
+    """The lower-case hex of a `SHA-512:AB:CD:...` digest, as sha512sum prints it."""
+    return formatted.strip().removeprefix("SHA-512:").replace(":", "").lower()
 
 
 def sha512_of_stream(stream: BinaryIO) -> str:
