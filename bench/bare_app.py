@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from cli.gunicorn_app import GunicornServer, serving_options  # noqa: E402
+from cli.server.gunicorn_app import GunicornServer, serving_options  # noqa: E402
 from common.config import load_settings  # noqa: E402
 
 app = Flask("bare")

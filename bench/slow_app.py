@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.slow_app --port 8099 --workers 2 --serve gevent
 
---serve gevent: the API's own serving options (cli.gunicorn_worker.ApiWorker); gthread: the
+--serve gevent: the API's own serving options (cli.server.gunicorn_worker.ApiWorker); gthread: the
 same options with gunicorn's gthread worker and 8 threads, as the API was served before;
 uvicorn: uvicorn with the app behind a2wsgi (neither is a dependency of the project: install
 them apart, e.g. `pip install --target DIR uvicorn a2wsgi h11` and PYTHONPATH=DIR).
@@ -26,7 +26,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.bare_app import app, gunicorn_options  # noqa: E402
-from cli.gunicorn_app import GunicornServer  # noqa: E402
+from cli.server.gunicorn_app import GunicornServer  # noqa: E402
 from common.config import load_settings  # noqa: E402
 
 SERVES = ("gevent", "gthread", "uvicorn")

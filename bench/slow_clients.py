@@ -5,7 +5,7 @@
 Candidates, each serving the bare endpoint of bench.bare_app (through bench.slow_app) with 2
 worker processes on 127.0.0.1:
   gthread  gunicorn's gthread worker, 8 threads: how the API was served before;
-  gevent   cli.gunicorn_worker.ApiWorker with the API's serving_options, as served now;
+  gevent   cli.server.gunicorn_worker.ApiWorker with the API's serving_options, as served now;
   nginx    Debian's nginx in front of gthread (apt-get install -y nginx-light), its own
            config in a temp folder, client_header_timeout, client_body_timeout and
            limit_conn set as H4_HEADER_TIMEOUT_SECONDS, H4_BODY_TIMEOUT_SECONDS and

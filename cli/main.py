@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from cli.client import json_flag, register
 from cli.errors import EXIT_CODES_HELP, ClientError
-from cli.keys import add_key_commands
+from cli.server.keys import add_key_commands
 from common.config import SettingsError, load_settings
 
 
@@ -97,7 +97,7 @@ def _session_commands(commands: argparse._SubParsersAction) -> None:
 def _server_command(name: str) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         # Imported when run, so that the client commands start without redis and hashing.
-        from cli import users
+        from cli.server import users
 
         return users.server_command(getattr(users, name))(args)
 
@@ -105,13 +105,13 @@ def _server_command(name: str) -> Callable[[argparse.Namespace], int]:
 
 
 def _serve(_args: argparse.Namespace) -> int:
-    from cli.serve import serve
+    from cli.server.serve import serve
 
     return serve(load_settings())
 
 
 def _api(args: argparse.Namespace) -> int:
-    from cli.gunicorn_app import run_api
+    from cli.server.gunicorn_app import run_api
 
     settings = load_settings()
     return run_api(settings, args.workers or settings.api_workers)

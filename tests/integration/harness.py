@@ -35,7 +35,7 @@ VENDOR_JSON = "application/vnd.vmware.h4-v4.5+json"
 @functools.cache
 def run_certificate() -> tuple[Path, Path]:
     """(certificate, key) for 127.0.0.1 and localhost, made once per test run."""
-    from cli.tls import self_signed_certificate
+    from cli.server.tls import self_signed_certificate
 
     folder = Path(tempfile.mkdtemp(prefix="h4-test-tls-"))
     atexit.register(shutil.rmtree, folder, True)

@@ -116,7 +116,7 @@ def test_a_password_waiting_in_redis_is_only_in_memory(service_with_keys_on_disk
 
 
 def test_serve_gives_its_redis_a_password_and_private_files(tmp_path):
-    from cli import serve
+    from cli.server import serve
 
     settings = load_settings({"H4_DATA_DIR": str(tmp_path / "data")})
     process, url = serve.start_private_redis(settings)

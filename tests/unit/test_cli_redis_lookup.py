@@ -5,7 +5,7 @@ import redis
 
 from cli.errors import UNREACHABLE, ClientError
 from cli.main import main
-from cli.users import NO_REDIS, redis_url_file, server_redis_url, without_password
+from cli.server.users import NO_REDIS, redis_url_file, server_redis_url, without_password
 from common.config import load_settings
 from tests.integration.harness import free_port
 

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from cli import errors, tls
+from cli import errors
 from cli.client import DEFAULT_URL
 from cli.main import main
 from cli.remote import fingerprint_text, plain_http_warning
+from cli.server import tls
 from cli.session import Session, load_session, save_session
 from tests.unit import cli_fake_service
 from tests.unit.cli_fake_service import CONTENT, GOOD_HASH, TOKEN, task

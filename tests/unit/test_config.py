@@ -53,7 +53,7 @@ def test_a_bad_setting_stops_the_command_with_its_name(tmp_path):
 
 
 def test_serve_without_redis_server_says_how_to_get_one(tmp_path, monkeypatch):
-    from cli import serve
+    from cli.server import serve
 
     monkeypatch.setattr(serve.shutil, "which", lambda _name: None)
     with pytest.raises(SystemExit) as stopped:

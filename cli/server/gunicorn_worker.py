@@ -30,7 +30,7 @@ import gevent
 from gunicorn import util
 from gunicorn.workers.ggevent import GeventWorker
 
-from cli.tls import server_context, tls_files
+from cli.server.tls import server_context, tls_files
 from common import secrecy
 from common.config import Settings, load_settings
 

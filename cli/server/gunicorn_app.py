@@ -34,8 +34,8 @@ def serving_options(bind: str, workers: int, settings: Settings) -> dict[str, ob
     return {
         "bind": bind,
         "workers": max(1, workers),
-        # A greenlet per connection, with read deadlines: see cli/gunicorn_worker.py.
-        "worker_class": "cli.gunicorn_worker.ApiWorker",
+        # A greenlet per connection, with read deadlines: see cli/server/gunicorn_worker.py.
+        "worker_class": "cli.server.gunicorn_worker.ApiWorker",
         "worker_connections": 1000,
         "keepalive": settings.header_timeout_seconds,
         "timeout": 120,
@@ -109,9 +109,9 @@ def _serve(settings: Settings, host: str, workers: int) -> None:
 
 def _tls_options(settings: Settings) -> dict[str, object]:
     """The certificate made (when missing) and announced here, once; the worker class speaks
-    TLS itself (cli/gunicorn_worker.py), so gunicorn is given no TLS option."""
+    TLS itself (cli/server/gunicorn_worker.py), so gunicorn is given no TLS option."""
     if settings.tls:
-        from cli.tls import fingerprint, tls_files
+        from cli.server.tls import fingerprint, tls_files
 
         files = tls_files(settings)
         print(f"h4backup: HTTPS certificate {files.cert}\n"

@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from cli.users import redis_url_file
+from cli.server.users import redis_url_file
 from common.bootstrap import (
     admin_password,
     admin_password_file,
