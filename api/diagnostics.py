@@ -30,9 +30,9 @@ from api.media import API_VERSION
 from api.schemas import AboutInfoSchema, ApiTaskSchema
 from api.services import app_services
 from common import tasks
+from common.clock import now_ms
 from common.errors import DatabaseUnavailable, HealthCheckFailed, WorkerUnavailable
 from common.states import TaskState
-from common.store import now_ms
 
 log = logging.getLogger("h4backup.api")
 

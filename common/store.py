@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import time
 import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -20,6 +19,7 @@ import redis
 
 from common import store_scripts as scripts
 from common import task_metrics
+from common.clock import now_ms
 from common.states import FINAL_STATES, TRANSITIONS, TaskState
 
 if TYPE_CHECKING:
@@ -30,10 +30,6 @@ RUNNING_KEY = f"{PREFIX}tasks:running"
 MAX_WARNINGS = 100
 JSON_FIELDS = ("result", "error", "warnings", "workflowInfo", "recipients")
 INT_FIELDS = ("progress", "startTime", "endTime", "lastUpdated", "attempts")
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def _allowed_from(target: TaskState) -> str:

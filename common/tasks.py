@@ -6,8 +6,8 @@ import uuid
 from typing import Any
 
 from common.backupfile.io.storage import backup_file_name
+from common.clock import now_ms
 from common.states import TaskState
-from common.store import now_ms
 
 GENERATE_BACKUP = "h4.backup.generate"
 RESTORE_BACKUP = "h4.backup.restore"

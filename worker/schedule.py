@@ -13,11 +13,12 @@ import logging
 import uuid
 from collections.abc import Mapping
 
+from common.clock import now_ms
 from common.config import Settings
 from common.errors import BackupQuotaExceeded, H4Error, TooManyTasks
 from common.schedules import is_due
 from common.starting import TaskStarter
-from common.store import Store, now_ms
+from common.store import Store
 from common.tasks import SCHEDULE_TICK, new_backup_task
 
 log = logging.getLogger("h4backup.worker")

@@ -24,7 +24,8 @@ def backup_file_modules() -> list[str]:
 
 
 @pytest.mark.parametrize("contract", ["backupfile-standalone", "backupfile-read-without-write",
-                                      "client-without-server", "api-without-worker"])
+                                      "client-without-server", "no-cycles",
+                                      "api-without-worker"])
 def test_import_contract_is_kept(contract: str) -> None:
     lint_imports = Path(sys.executable).with_name("lint-imports")
     result = subprocess.run([str(lint_imports), "--no-cache", "--contract", contract],
