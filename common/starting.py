@@ -16,8 +16,9 @@ from typing import Any
 from common.celery_app import TaskMessage
 from common.config import Settings
 from common.errors import BackupQuotaExceeded, TooManyTasks
+from common.kinds import KINDS
 from common.store import Created, Store
-from common.tasks import CELERY_TASK_FOR, SECRET_TTL_SECONDS
+from common.tasks import SECRET_TTL_SECONDS
 from common.transit import TransitSealer
 
 # The message that runs a task: (Celery task name, task id) -> message.
@@ -60,7 +61,7 @@ class TaskStarter:
         return self.store.create_task(row)
 
     def _message(self, row: Row) -> TaskMessage:
-        return self.message_for(CELERY_TASK_FOR[row["type"]], row["id"])
+        return self.message_for(KINDS[row["type"]].celery_task, row["id"])
 
     def _seal(self, row: Row, secret: dict[str, str] | None) -> str | None:
         secret = {k: v for k, v in (secret or {}).items() if v}

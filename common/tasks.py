@@ -7,15 +7,11 @@ from typing import Any
 
 from common.backupfile.io.storage import backup_file_name
 from common.clock import now_ms
+from common.kinds import BACKUP
 from common.states import TaskState
 
-GENERATE_BACKUP = "h4.backup.generate"
-RESTORE_BACKUP = "h4.backup.restore"
-VERIFY_BACKUP = "h4.backup.verify"
+GENERATE_BACKUP = BACKUP.celery_task
 SCHEDULE_TICK = "h4.schedule.tick"
-# The Celery task that runs each kind of task row.
-CELERY_TASK_FOR = {"backup": GENERATE_BACKUP, "restore": RESTORE_BACKUP,
-                   "verify": VERIFY_BACKUP}
 REAP = "h4.maintenance.reap"
 HEALTH_PING = "h4.health.ping"
 REAP_INTERVAL_SECONDS = 5.0

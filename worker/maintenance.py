@@ -16,6 +16,7 @@ from pathlib import Path
 
 from common.backupfile.io.storage import backup_leftovers, remove_orphan_temporaries
 from common.errors import WorkerLost
+from common.kinds import BACKUP, RESTORE, kind_of
 from common.states import TaskState
 from common.store import Store
 
@@ -43,7 +44,7 @@ def reap(store: Store, requeue: Callable[[str, str], None], max_attempts: int,
         elif store.mark_requeued(task_id, task["attempts"]):
             log.warning("task %s lost its worker (attempt %d); sending it again",
                         task_id, task["attempts"])
-            requeue(task_id, task.get("type") or "backup")
+            requeue(task_id, task.get("type") or BACKUP.name)
             report.requeued.append(task_id)
     return report
 
@@ -58,7 +59,8 @@ def _give_up(store: Store, task: dict, backup_dir: Path, report: ReapReport) -> 
     log.error("task %s lost its worker %d times; giving up", task["id"], task["attempts"])
     if store.fail(task["id"], WorkerLost().to_api_error()):
         report.failed.append(task["id"])
-    if task.get("type") == "backup" and task.get("backupId"):
+    kind = kind_of(task)
+    if kind and kind.stores_backup and task.get("backupId"):
         remove_partial_files(backup_dir, task["backupId"])
 
 
@@ -86,7 +88,7 @@ def _restoring(store: Store) -> set[str]:
     """Backups that a living worker is restoring right now."""
     tasks = (store.get_task(task_id) for task_id in store.running_task_ids())
     return {t["backupId"] for t in tasks
-            if t and t.get("type") == "restore" and store.has_lease(t["id"])}
+            if t and t.get("type") == RESTORE.name and store.has_lease(t["id"])}
 
 
 def remove_orphan_stagings(restore_dir: Path, restoring: set[str]) -> list[str]:

@@ -14,6 +14,7 @@ import redis
 
 from common import logs
 from common.errors import GeneralServerFailure, H4Error, TaskCanceled, WorkerLost
+from common.kinds import kind_of
 from worker import jobs, schedule
 from worker.context import WorkerContext
 from worker.maintenance import remove_partial_files
@@ -100,7 +101,8 @@ def run_task(ctx: WorkerContext, task_id: str) -> str:
         return "busy" if outcome == "busy" else "done"
     task = patiently(lambda: ctx.store.get_task(task_id))
     logs.bind(taskId=task_id, operationID=task.get("operationID"), user=task.get("user"))
-    if task.get("backupId") and task.get("type") == "backup":
+    kind = kind_of(task)
+    if task.get("backupId") and kind and kind.stores_backup:
         # What an earlier attempt left half-written goes first; the lease makes it ours alone.
         remove_partial_files(ctx.settings.backup_dir, task["backupId"])
     refusal = _refusal(ctx, task, attempt)
@@ -118,7 +120,7 @@ def _refusal(ctx: WorkerContext, task: dict[str, Any], attempt: int) -> H4Error 
         return WorkerLost()
     if ctx.store.cancel_requested(task["id"]):
         return TaskCanceled()
-    if task.get("type") not in jobs.HANDLERS:
+    if kind_of(task) is None:
         return GeneralServerFailure(msg=f"Unknown task type {task.get('type')!r}.")
     return None
 

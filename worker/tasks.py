@@ -3,16 +3,9 @@
 from celery import Task
 
 from common.celery_app import CONTROL_QUEUE, TaskMessage, run_message
+from common.kinds import KINDS, TaskKind
 from common.starting import TaskStarter
-from common.tasks import (
-    CELERY_TASK_FOR,
-    GENERATE_BACKUP,
-    HEALTH_PING,
-    REAP,
-    RESTORE_BACKUP,
-    SCHEDULE_TICK,
-    VERIFY_BACKUP,
-)
+from common.tasks import HEALTH_PING, REAP, SCHEDULE_TICK
 from worker import maintenance, runner, schedule
 from worker.app import celery
 from worker.context import worker_context
@@ -26,24 +19,22 @@ def _run(task: Task, task_id: str) -> None:
         raise task.retry(countdown=ctx.settings.lease_seconds)
 
 
-@celery.task(name=GENERATE_BACKUP, bind=True, max_retries=None)
-def generate_backup(self: Task, task_id: str) -> None:
-    _run(self, task_id)
+def _celery_task_for(kind: TaskKind) -> Task:
+    """Every kind runs the same way: its message names the task row, the runner does the rest."""
+
+    def run(self: Task, task_id: str) -> None:
+        _run(self, task_id)
+
+    run.__name__ = run.__qualname__ = kind.celery_task.replace(".", "_")
+    return celery.task(name=kind.celery_task, bind=True, max_retries=None)(run)
 
 
-@celery.task(name=RESTORE_BACKUP, bind=True, max_retries=None)
-def restore_backup(self: Task, task_id: str) -> None:
-    _run(self, task_id)
-
-
-@celery.task(name=VERIFY_BACKUP, bind=True, max_retries=None)
-def verify_backup(self: Task, task_id: str) -> None:
-    _run(self, task_id)
+CELERY_TASKS = {name: _celery_task_for(kind) for name, kind in KINDS.items()}
 
 
 def send(task_id: str, kind: str) -> None:
     """Queue the message of a task whose row exists and whose worker was lost."""
-    worker_context().store.enqueue(_message(CELERY_TASK_FOR[kind], task_id))
+    worker_context().store.enqueue(_message(KINDS[kind].celery_task, task_id))
 
 
 @celery.task(name=REAP, queue=CONTROL_QUEUE)
