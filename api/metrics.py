@@ -28,9 +28,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 
 from api.auth import current_caller
 from api.services import app_services
-from common import task_metrics
 from common.celery_app import QUEUE
 from common.errors import NotAuthenticated
+from common.store import metrics as task_metrics
 
 blp = Blueprint("metrics", __name__)
 
@@ -48,14 +48,14 @@ class TaskCollector:
         self.store = store
 
     def collect(self):
-        figures = task_metrics.read(self.store.redis)
+        figures = self.store.task_figures()
         yield _task_counters(figures)
         yield _duration_histogram(figures)
         archived = CounterMetricFamily("h4_backup_archived_bytes", "Bytes of backups stored.")
         archived.add_metric([], figures.get("backup:bytes", 0))
         yield archived
         yield _gauge("h4_queue_depth", "Tasks waiting in the queue.",
-                     self.store.redis.llen(QUEUE))
+                     self.store.queue_depth(QUEUE))
         yield _gauge("h4_tasks_running", "Tasks accepted and not yet ended.",
                      len(self.store.running_task_ids()))
 

@@ -5,7 +5,7 @@ A backup password must never rest anywhere in a form that a key on the same disk
 - it is sealed with ChaCha20-Poly1305 under a transit key that Redis does not hold, bound to
   the task id so a sealed value cannot be replayed onto another task;
 - the store keeps the sealed value in Redis memory only: it is written without propagation to
-  the AOF or replicas, and deleted when the task ends (see `common.store_scripts`);
+  the AOF or replicas, and deleted when the task ends (see `common/store/scripts.py`);
 - the transit keys form a keyring: the first key seals, every key opens. Rotating puts a new key
   first and keeps the previous one, so tasks sealed a moment before still open; a key file is
   read again when it changes, so a rotation needs no restart.

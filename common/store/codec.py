@@ -1,0 +1,96 @@
+"""How rows are laid out in Redis: key prefixes and the encoding of task and backup rows."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from common.states import TRANSITIONS, TaskState
+
+if TYPE_CHECKING:
+    from common.celery_app import TaskMessage
+
+PREFIX = "h4:"
+RUNNING_KEY = f"{PREFIX}tasks:running"
+MAX_WARNINGS = 100
+JSON_FIELDS = ("result", "error", "warnings", "workflowInfo", "recipients")
+INT_FIELDS = ("progress", "startTime", "endTime", "lastUpdated", "attempts")
+
+
+def _allowed_from(target: TaskState) -> str:
+    """States a task may be in to move to `target`, as a list the Lua scripts check."""
+    return ",".join(sorted(s.value for s, moves in TRANSITIONS.items() if target in moves))
+
+
+@dataclass(frozen=True)
+class Created:
+    """Outcome of asking for a backup task: a new task, the existing one, or over quota."""
+
+    outcome: str  # "created" | "exists" | "quota"
+    task_id: str | None = None
+    count: int = 0
+
+
+def _new_generation() -> str:
+    return secrets.token_hex(8)
+
+
+def _dump(value: Any) -> str:
+    return "" if value is None else json.dumps(value, separators=(",", ":"))
+
+
+def _scalar(value: Any) -> str | int:
+    if isinstance(value, bool):
+        return int(value)
+    return value if isinstance(value, (int, str)) else str(value)
+
+
+def _queue_key(message: TaskMessage | None) -> list[str]:
+    return [] if message is None else [message.queue]
+
+
+def _payload(message: TaskMessage | None) -> str:
+    return "" if message is None else message.payload
+
+
+def _pairs(flat: list[str]) -> dict[str, str]:
+    """A hash as HGETALL returns it inside a script: field, value, field, value..."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def _flatten(mapping: dict[str, Any]) -> list[Any]:
+    return [item for pair in mapping.items() for item in pair]
+
+
+def _encode_task(task: dict[str, Any]) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    for name, value in task.items():
+        if name in JSON_FIELDS:
+            row[name] = _dump(value)
+        elif value is None:
+            row[name] = ""
+        else:
+            row[name] = _scalar(value)
+    return row
+
+
+def _decode_task(row: dict[str, str]) -> dict[str, Any]:
+    task: dict[str, Any] = dict(row)
+    for name in INT_FIELDS:
+        if name in task:
+            task[name] = int(task[name])
+    for name in JSON_FIELDS:
+        task[name] = json.loads(row[name]) if row.get(name) else None
+    task["warnings"] = task["warnings"] or []
+    task["resultType"] = row.get("resultType") or None
+    return task
+
+
+def _decode_backup(row: dict[str, str]) -> dict[str, Any]:
+    backup: dict[str, Any] = dict(row)
+    for name in ("generatedOn", "size", "encrypted"):
+        if name in backup:
+            backup[name] = int(backup[name])
+    return backup
