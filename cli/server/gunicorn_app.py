@@ -98,23 +98,24 @@ def run_api(settings: Settings, workers: int) -> int:
 
 
 def _serve(settings: Settings, host: str, workers: int) -> None:
+    _announce_certificate(settings)
     GunicornServer({
         **serving_options(f"{host}:{settings.port}", workers, settings),
-        **_tls_options(settings),
         "loglevel": settings.log_level.lower(),
         "logconfig_dict": _json_logging(settings.log_level),
         "child_exit": _child_exit,
     }, _wsgi_app).run()
 
 
-def _tls_options(settings: Settings) -> dict[str, object]:
-    """The certificate made (when missing) and announced here, once; the worker class speaks
-    TLS itself (cli/server/gunicorn_worker.py), so gunicorn is given no TLS option."""
-    if settings.tls:
-        from cli.server.tls import fingerprint, tls_files
+def _announce_certificate(settings: Settings) -> None:
+    """The certificate made (when missing) and announced here, once, before the workers fork;
+    the worker class speaks TLS itself (cli/server/gunicorn_worker.py), so gunicorn is given
+    no TLS option."""
+    if not settings.tls:
+        return
+    from cli.server.tls import fingerprint, tls_files
 
-        files = tls_files(settings)
-        print(f"h4backup: HTTPS certificate {files.cert}\n"
-              f"h4backup: its SHA-256 fingerprint is {fingerprint(files.cert)}",
-              file=sys.stderr, flush=True)
-    return {}
+    files = tls_files(settings)
+    print(f"h4backup: HTTPS certificate {files.cert}\n"
+          f"h4backup: its SHA-256 fingerprint is {fingerprint(files.cert)}",
+          file=sys.stderr, flush=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import redis
 
@@ -10,9 +10,6 @@ from common.store.codec import (
     PREFIX,
     _decode_backup,
 )
-
-if TYPE_CHECKING:
-    pass
 
 
 class Catalogue:
@@ -43,28 +40,6 @@ class Catalogue:
         if not flat:
             return None
         return _decode_backup(dict(zip(flat[::2], flat[1::2], strict=True)))
-
-    # --- login throttling ------------------------------------------------------------------
-
-    def login_failures(self, keys: list[str]) -> list[tuple[int, int]]:
-        """(failures, seconds left of their window) for each throttle key, in one round trip."""
-        with self.redis.pipeline(transaction=False) as pipe:
-            for key in keys:
-                pipe.get(f"{PREFIX}throttle:{key}")
-                pipe.ttl(f"{PREFIX}throttle:{key}")
-            answers = pipe.execute()
-        return [(int(count or 0), int(ttl)) for count, ttl in zip(answers[::2], answers[1::2],
-                                                                  strict=True)]
-
-    def note_login_failure(self, keys: list[str], window_seconds: int) -> None:
-        with self.redis.pipeline(transaction=False) as pipe:
-            for key in keys:
-                pipe.incr(f"{PREFIX}throttle:{key}")
-                pipe.expire(f"{PREFIX}throttle:{key}", window_seconds, nx=True)
-            pipe.execute()
-
-    def clear_login_failures(self, *keys: str) -> None:
-        self.redis.delete(*(f"{PREFIX}throttle:{key}" for key in keys))
 
     # --- download cookies ------------------------------------------------------------------
 

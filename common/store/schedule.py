@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import redis
 
@@ -11,9 +11,6 @@ from common.clock import now_ms
 from common.store.codec import (
     PREFIX,
 )
-
-if TYPE_CHECKING:
-    pass
 
 
 class ScheduleStore:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import redis
 
@@ -14,9 +14,6 @@ from common.store.codec import (
     _new_generation,
     _pairs,
 )
-
-if TYPE_CHECKING:
-    pass
 
 
 class UsersAndSessions:
