@@ -25,7 +25,7 @@ from api.auth import current_caller, login_required
 from api.backups import location
 from api.blueprint import Blueprint
 from api.health import PING_DEADLINE_SECONDS
-from api.health import _check as check_health
+from api.health import check as check_health
 from api.media import API_VERSION
 from api.schemas import AboutInfoSchema, ApiTaskSchema
 from api.services import app_services

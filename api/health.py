@@ -88,7 +88,7 @@ def _worker_health(services) -> dict:
     return {"ok": busy > 0, "answeredBy": None, "busy": busy}
 
 
-def _check(services) -> dict:
+def check(services) -> dict:
     body = {"redis": _redis_health(services.store)}
     if body["redis"]["ok"]:
         try:
@@ -130,7 +130,7 @@ class Health(MethodView):
         """
         services = app_services()
         if _has_session():
-            body = services.health.store(_check(services))
+            body = services.health.store(check(services))
         else:
-            body = _public(services.health.get(lambda: _check(services)))
+            body = _public(services.health.get(lambda: check(services)))
         return body, 200 if body["status"] == "ok" else 503
