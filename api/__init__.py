@@ -14,7 +14,7 @@ from api.health import HealthCache
 from api.schemas import ApiErrorSchema
 from api.services import Services
 from common import logs
-from common.bootstrap import ensure_admin, transit_sealer
+from common.bootstrap import backup_storage, ensure_admin, transit_sealer
 from common.config import Settings, load_settings
 from common.starting import TaskStarter
 from common.store import Store
@@ -41,8 +41,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None,
     settings = settings or load_settings()
     app = Flask("h4backup")
     app.config.update(_flask_config(settings))
-    store = store or Store.from_url(settings.redis,
-                                    settings.task_ttl_seconds)
+    store = store or Store.from_url(settings.redis, settings.task_ttl_seconds)
     if dispatcher is None:
         from api.dispatch import CeleryDispatcher
         from common.celery_app import make_celery
@@ -50,7 +49,8 @@ def create_app(settings: Settings | None = None, store: Store | None = None,
         dispatcher = CeleryDispatcher(make_celery(settings))
     sealer = transit_sealer(settings)
     starter = TaskStarter(store, settings, dispatcher.message, sealer)
-    Services(settings, store, sealer, dispatcher, starter, HealthCache()).install(app)
+    Services(settings, store, sealer, dispatcher, starter, HealthCache(),
+             backup_storage(settings)).install(app)
     ensure_admin(store, settings)
     _trust_proxies(app, settings.proxy_hops)
     _register_hooks(app, settings)
@@ -134,3 +134,15 @@ def _register_blueprints(app: Flask) -> None:
     errors.register(app)
     for module in (sessions, backups, operations, schedule, tasks, health, diagnostics, sites):
         api.register_blueprint(module.blp)
+    _document_results(api)
+
+
+def _document_results(api: H4Api) -> None:
+    """Every kind's result type in the document, also those no route returns directly (an
+    ApiTask's `result` holds them); BackupInfo is there already, from GET /backups."""
+    from api.schemas import RESULT_SCHEMAS
+
+    known = api.spec.components.schemas
+    for name, schema in RESULT_SCHEMAS.items():
+        if name not in known:
+            api.spec.components.schema(name, schema=schema)

@@ -129,7 +129,7 @@ def cloud_health_info(services, about: dict[str, Any]) -> dict[str, Any]:
         "runtimeId": runtime_id(), "currentTime": now_ms(),
         "address": urlsplit(request.host_url).hostname or "",
         "serviceBootTimestamp": SERVICE_BOOT_MS, "applianceBootTimestamp": host_boot_ms(),
-        "diskUsage": disk_usage(services.settings.backup_dir),
+        "diskUsage": disk_usage(services.storage.local_folder() or services.settings.data_dir),
         **_findings(check),
     }
 

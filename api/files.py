@@ -39,16 +39,15 @@ _AGE_NONCE, _AGE_TAG = 16, 16
 _AGE_SEALED_CHUNK = (64 << 10) + _AGE_TAG
 
 
-def stored_backup(backup_id: str) -> tuple[dict, Path]:
-    """A listed backup and its file; anything else is BackupNotFound."""
+def stored_backup(backup_id: str) -> dict:
+    """A listed backup whose file is stored; anything else is BackupNotFound."""
     services = app_services()
     backup = services.store.get_backup(backup_id)
     if backup is None or not _safe_name(backup.get("file", "")):
         raise BackupNotFound(backup_id)
-    path = services.settings.backup_dir / backup["file"]
-    if not path.is_file():
+    if services.storage.stat(backup["file"]) is None:
         raise BackupNotFound(backup_id)
-    return backup, path
+    return backup
 
 
 def _safe_name(name: str) -> bool:
@@ -57,7 +56,8 @@ def _safe_name(name: str) -> bool:
 
 def download(backup_id: str) -> Response:
     """The stored bytes, with Content-Length, an ETag from the SHA-512, and byte ranges."""
-    backup, path = stored_backup(backup_id)
+    backup = stored_backup(backup_id)
+    path = app_services().storage.local_folder() / backup["file"]
     # The file is opened before the response starts: a delete during the download unlinks
     # the name, and the downloader still receives every byte of the open file.
     response = send_file(path, mimetype="application/octet-stream", as_attachment=True,
@@ -96,15 +96,15 @@ def delete_backup(backup_id: str) -> dict:
     if backup is None:
         services.store.fail(row["id"], BackupNotFound(backup_id).to_api_error())
     else:
-        _remove_file(services, row["id"], services.settings.backup_dir / backup["file"])
+        _remove_file(services, row["id"], backup["file"])
     return services.store.get_task(row["id"])
 
 
-def _remove_file(services, task_id: str, path: Path) -> None:
+def _remove_file(services, task_id: str, name: str) -> None:
     try:
-        path.unlink(missing_ok=True)
+        services.storage.delete(name)
     except OSError as exc:
-        log.error("could not remove %s: %s", path.name, exc.strerror)
+        log.error("could not remove %s: %s", name, exc.strerror)
         services.store.fail(task_id, StorageFailure(exc.strerror).to_api_error())
         return
     services.store.succeed(task_id, None, None)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import uuid
 
 from flask import g, request
@@ -19,7 +18,8 @@ from api.schemas import ApiTaskSchema, ImportQuerySchema, OpenBackupRequestSchem
 from api.services import app_services
 from common import tasks
 from common.backupfile.io.hashing import format_sha512
-from common.backupfile.io.storage import AtomicFile, backup_file_name
+from common.backupfile.io.storage import backup_file_name
+from common.clock import now_ms
 from common.errors import BadUserInput, InsufficientStorage, PayloadTooLarge, StorageFailure
 
 log = logging.getLogger("h4backup.api")
@@ -92,14 +92,14 @@ def import_backup(expected_hash: str | None):
 
 def _receive(services, backup_id: str, expected_hash: str | None) -> dict:
     """Stream the body to a temporary file beside its final name, hashing it as it comes."""
-    services.settings.backup_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    services.storage.prepare()
     stream, digest = request.stream, hashlib.sha512()
     # Refused before anything is stored: a file that is no backup must not hold a quota slot.
     head = files.read_upload_head(stream)
     first, encrypted = head.data, head.encrypted
-    final = services.settings.backup_dir / backup_file_name(backup_id, encrypted)
+    name = backup_file_name(backup_id, encrypted)
     size = 0
-    with AtomicFile(final) as out:
+    with services.storage.create(name) as out:
         for block in _blocks(first, stream):
             size += len(block)
             if size > services.settings.max_import_bytes:
@@ -110,8 +110,10 @@ def _receive(services, backup_id: str, expected_hash: str | None) -> dict:
         found = format_sha512(digest.digest())
         if expected_hash and found != expected_hash:
             raise BadUserInput("the uploaded file's SHA-512 is not the expected hash")
-    return {"id": backup_id, "generatedOn": int(os.stat(final).st_mtime * 1000), "hash": found,
-            "file": final.name, "size": size, "encrypted": int(encrypted), "kind": "imported"}
+    stored = services.storage.stat(name)
+    generated_on = stored.modified_ms if stored else now_ms()
+    return {"id": backup_id, "generatedOn": generated_on, "hash": found,
+            "file": name, "size": size, "encrypted": int(encrypted), "kind": "imported"}
 
 
 def _blocks(first: bytes, stream):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import fields, validate
 
+from common.kinds import BACKUP, KINDS, ResultField, TaskKind
 from common.schedules import parse_cron
 
 
@@ -116,22 +117,6 @@ class OpenBackupRequestSchema(StrictSchema):
             raise ma.ValidationError("not an age X25519 identity", "identity")
 
 
-class RestoreInfoSchema(ma.Schema):
-    backupId = fields.String()
-    path = fields.String(metadata={"description": "Folder the backup was restored into."})
-    files = fields.Integer()
-    bytes = fields.Integer()
-
-
-class VerifyInfoSchema(ma.Schema):
-    backupId = fields.String()
-    hashOk = fields.Boolean()
-    contentChecked = fields.Boolean(metadata={
-        "description": "True when the archive was decrypted and every file checked."})
-    files = fields.Integer(allow_none=True, metadata={"description": "null unless checked."})
-    bytes = fields.Integer(allow_none=True, metadata={"description": "null unless checked."})
-
-
 class ImportQuerySchema(StrictSchema):
     hash = fields.String(load_default=None, validate=validate.Regexp(
         r"^SHA-512:([0-9A-F]{2}:){63}[0-9A-F]{2}$"),
@@ -163,11 +148,42 @@ class ScheduleSchema(StrictSchema):
                 raise ma.ValidationError(str(exc) or "malformed cron", "cron") from None
 
 
-class BackupInfoSchema(ma.Schema):
-    id = fields.UUID(metadata={"description": "The backup's id."})
-    generatedOn = fields.Integer(metadata={"description": "Creation time, ms since the epoch."})
-    hash = fields.String(metadata={"description": "SHA-512 of the stored file, "
-                                                  "`SHA-512:AB:CD:...`."})
+# --- task results, from the table of kinds (common/kinds.py) -----------------------------
+
+_FIELD_CLASSES = {"string": fields.String, "uuid": fields.UUID, "integer": fields.Integer,
+                  "boolean": fields.Boolean}
+
+
+def _result_field(field: ResultField) -> fields.Field:
+    return _FIELD_CLASSES[field.type](allow_none=field.nullable,
+                                      metadata={"description": field.description})
+
+
+def result_schema(kind: TaskKind) -> type[ma.Schema]:
+    """A kind's result as the API documents it, built from the table so that this schema and
+    the CLI's view say the same. Named `<resultType>Schema`: an OpenAPI component made from
+    it is named after the resultType (BackupInfo, as GET /backups lists it)."""
+    return ma.Schema.from_dict({field.name: _result_field(field) for field in kind.result},
+                               name=f"{kind.result_type}Schema")
+
+
+# One schema per resultType a worker kind ends with. BackupInfo is also each row of
+# GET /backups: vCDA has one BackupInfo type for both.
+RESULT_SCHEMAS: dict[str, type[ma.Schema]] = {kind.result_type: result_schema(kind)
+                                              for kind in KINDS.values()}
+BackupInfoSchema = RESULT_SCHEMAS[BACKUP.result_type]
+# Not a worker's result: GET/POST /diagnostics/health answer with an already ended task.
+OTHER_RESULT_TYPES = ("CloudHealthInfo",)
+
+
+def _result_description() -> str:
+    """ApiTask.result's description: every result type, with its fields where the table
+    has them, so the document says what a client may find there."""
+    types = [f"{kind.result_type} {{{', '.join(field.name for field in kind.result)}}}"
+             for kind in KINDS.values()] + [f"{name} (from /diagnostics/health)"
+                                            for name in OTHER_RESULT_TYPES]
+    return ("Set when SUCCEEDED, of the type named by resultType: "
+            f"{', '.join(types[:-1])} or {types[-1]}.")
 
 
 class WorkflowInfoSchema(ma.Schema):
@@ -185,9 +201,7 @@ class ApiTaskSchema(ma.Schema):
     id = fields.UUID()
     lastUpdated = fields.Integer()
     progress = fields.Integer(validate=validate.Range(0, 100))
-    result = fields.Dict(allow_none=True, metadata={
-        "description": "Set when SUCCEEDED, of the type named by resultType: BackupInfo, "
-                       "RestoreInfo, VerifyInfo or CloudHealthInfo."})
+    result = fields.Dict(allow_none=True, metadata={"description": _result_description()})
     resultType = fields.String(allow_none=True)
     startTime = fields.Integer()
     state = fields.String(validate=validate.OneOf(["RUNNING", "SUCCEEDED", "FAILED"]))

@@ -9,6 +9,7 @@ from flask import Flask, current_app
 
 if TYPE_CHECKING:
     from api.health import HealthCache
+    from common.backupfile.io.storage import BackupStorage
     from common.config import Settings
     from common.starting import TaskStarter
     from common.store import Store
@@ -25,6 +26,7 @@ class Services:
     dispatcher: Any
     starter: TaskStarter
     health: HealthCache
+    storage: BackupStorage
 
     def install(self, app: Flask) -> None:
         app.extensions[EXTENSION] = self

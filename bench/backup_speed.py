@@ -37,6 +37,7 @@ import zstandard  # noqa: E402
 
 from bench import benchlib  # noqa: E402
 from common.backupfile.format.age import generate_x25519_identity  # noqa: E402
+from common.backupfile.io.folder import FolderStorage  # noqa: E402
 from common.backupfile.write.pipeline import BackupJob, run_backup  # noqa: E402
 from common.backupfile.write.sources import Source  # noqa: E402
 from common.config import load_settings  # noqa: E402
@@ -63,18 +64,22 @@ class Setup:
 
 
 def ours(setup: Setup, level: int | None = None, threads: int | None = None) -> float:
-    seconds, outcome = backup_once(setup, level, threads)
-    outcome.path.unlink()
+    seconds, stored = backup_once(setup, level, threads)
+    stored.unlink()
     return seconds
 
 
-def backup_once(setup: Setup, level: int | None = None, threads: int | None = None):
+def backup_once(setup: Setup, level: int | None = None,
+                threads: int | None = None) -> tuple[float, Path]:
+    """Seconds for one backup, and the file it stored."""
     keys = ({"passphrase": benchlib.PASSPHRASE} if setup.passphrase
             else {"recipients": (setup.recipient,)})
-    job = BackupJob(uuid.uuid4().hex, (Source(setup.tree.name, setup.tree),), setup.out,
+    job = BackupJob(uuid.uuid4().hex, (Source(setup.tree.name, setup.tree),),
+                    FolderStorage(setup.out),
                     zstd_level=level or setup.level, zstd_threads=threads or setup.threads,
                     work_factor=18, **keys)
-    return benchlib.timed_result(lambda: run_backup(job, benchlib.QuietReporter()))
+    seconds, outcome = benchlib.timed_result(lambda: run_backup(job, benchlib.QuietReporter()))
+    return seconds, setup.out / outcome.file_name
 
 
 def theirs(setup: Setup) -> float:
@@ -162,16 +167,16 @@ def sha256_alone(setup: Setup) -> float:
 
 def limits(setup: Setup, args: argparse.Namespace, size: int, theirs: float) -> None:
     print(f"\n== the pipeline's own limits, {args.limit_rounds} rounds, alternating")
-    _, outcome = backup_once(setup)
-    stored = outcome.path.stat().st_size
+    _, path = backup_once(setup)
+    stored = path.stat().st_size
     # The backup was written past the page cache; read it once so that SHA-512 alone times
     # the hashing, not the disk.
-    sha512_alone(outcome.path)
+    sha512_alone(path)
     times = benchlib.alternate({
         "ours": lambda: ours(setup), "zstd alone": lambda: zstd_alone(setup),
-        "sha512 alone": lambda: sha512_alone(outcome.path),
+        "sha512 alone": lambda: sha512_alone(path),
         "sha256 alone": lambda: sha256_alone(setup)}, args.limit_rounds)
-    outcome.path.unlink()
+    path.unlink()
     ours_median = statistics.median(times["ours"])
     print(f"stored {stored / (1 << 20):.0f} MiB for {size / (1 << 20):.0f} MiB of files "
           f"({stored / size:.2f})")
@@ -207,9 +212,9 @@ def sweep(setup: Setup, args: argparse.Namespace, size: int) -> None:
     stored: dict[str, int] = {}
 
     def run(level: int, count: int) -> float:
-        seconds, outcome = backup_once(setup, level, count)
-        stored[f"{level}:{count}"] = outcome.path.stat().st_size
-        outcome.path.unlink()
+        seconds, path = backup_once(setup, level, count)
+        stored[f"{level}:{count}"] = path.stat().st_size
+        path.unlink()
         return seconds
 
     times = benchlib.alternate({f"{level}:{count}": lambda lc=(level, count): run(*lc)

@@ -36,6 +36,7 @@ import zstandard  # noqa: E402
 
 from bench import benchlib  # noqa: E402
 from common.backupfile.format.age import AgeReader, generate_x25519_identity  # noqa: E402
+from common.backupfile.io.folder import FolderStorage, stored_at  # noqa: E402
 from common.backupfile.read.restore import RestoreJob, run_restore  # noqa: E402
 from common.backupfile.write.pipeline import BackupJob, BackupOutcome, run_backup  # noqa: E402
 from common.backupfile.write.sources import Source  # noqa: E402
@@ -46,13 +47,14 @@ _BLOCK = 1 << 20
 @dataclass
 class Setup:
     backup: BackupOutcome
+    backup_path: Path
     identity: str
     key_file: Path
     restores: Path
 
 
 def ours(setup: Setup) -> float:
-    job = RestoreJob(setup.backup.backup_id, setup.backup.path, setup.restores,
+    job = RestoreJob(setup.backup.backup_id, *stored_at(setup.backup_path), setup.restores,
                      identities=(setup.identity,), expected_hash=setup.backup.hash,
                      target_name=f"ours-{uuid.uuid4().hex[:8]}")
     seconds, outcome = benchlib.timed_result(lambda: run_restore(job, benchlib.QuietReporter()))
@@ -66,7 +68,7 @@ def theirs(setup: Setup, sync: bool) -> float:
     out.mkdir()
     quoted = shlex.quote(str(out))
     script = (f"age -d -i {shlex.quote(str(setup.key_file))} "
-              f"{shlex.quote(str(setup.backup.path))} | zstd -d -q | tar -x -C {quoted}"
+              f"{shlex.quote(str(setup.backup_path))} | zstd -d -q | tar -x -C {quoted}"
               + (f" && sync -f {quoted}" if sync else ""))
     return benchlib.timed(lambda: benchlib.run_shell(script))
 
@@ -79,7 +81,7 @@ class _Discard:
 def decompress_alone(setup: Setup) -> float:
     """Decryption and decompression of the same file, output thrown away, on one thread."""
     def run() -> None:
-        with open(setup.backup.path, "rb") as stored:
+        with open(setup.backup_path, "rb") as stored:
             source = AgeReader(stored, identities=[setup.identity])
             zstandard.ZstdDecompressor().copy_stream(source, _Discard(), read_size=_BLOCK,
                                                      write_size=_BLOCK)
@@ -89,7 +91,8 @@ def decompress_alone(setup: Setup) -> float:
 
 def make_backup(tree: Path, folder: Path, recipient: str) -> BackupOutcome:
     folder.mkdir()
-    job = BackupJob("bench", (Source(tree.name, tree),), folder, recipients=(recipient,))
+    job = BackupJob("bench", (Source(tree.name, tree),), FolderStorage(folder),
+                    recipients=(recipient,))
     seconds, outcome = benchlib.timed_result(lambda: run_backup(job, benchlib.QuietReporter()))
     print(f"backup: {outcome.files} files, {outcome.size / (1 << 20):.0f} MiB stored "
           f"in {seconds:.1f} s")
@@ -150,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         backup = make_backup(tree, work / "backups", recipient)
         (work / "restores").mkdir()
         benchlib.require_space(work, size * (3 * (args.rounds + 1) + args.limit_rounds))
-        setup = Setup(backup, identity, key_file, work / "restores")
+        setup = Setup(backup, work / "backups" / backup.file_name, identity, key_file,
+                      work / "restores")
         compare(setup, args, size)
         limits(setup, args, size)
     print(benchlib.load_note())

@@ -29,20 +29,24 @@ from bench import benchlib  # noqa: E402
 
 
 def child_backup(args: argparse.Namespace) -> dict:
+    from common.backupfile.io.folder import FolderStorage
     from common.backupfile.write.pipeline import BackupJob, run_backup
     from common.backupfile.write.sources import Source
 
-    job = BackupJob("bench", (Source("data", args.tree),), args.out,
+    job = BackupJob("bench", (Source("data", args.tree),), FolderStorage(args.out),
                     passphrase=benchlib.PASSPHRASE, work_factor=args.work_factor)
     seconds, outcome = benchlib.timed_result(lambda: run_backup(job, benchlib.QuietReporter()))
     return {"seconds": seconds, "files": outcome.files, "bytes": outcome.source_bytes,
-            "stored": outcome.size, "hash": outcome.hash, "path": str(outcome.path)}
+            "stored": outcome.size, "hash": outcome.hash,
+            "path": str(args.out / outcome.file_name)}
 
 
 def child_restore(args: argparse.Namespace) -> dict:
+    from common.backupfile.io.folder import stored_at
     from common.backupfile.read.restore import RestoreJob, run_restore
 
-    job = RestoreJob("bench", args.backup_file, args.out, passphrase=benchlib.PASSPHRASE,
+    job = RestoreJob("bench", *stored_at(args.backup_file), args.out,
+                     passphrase=benchlib.PASSPHRASE,
                      max_work_factor=max(20, args.work_factor), expected_hash=args.hash)
     seconds, outcome = benchlib.timed_result(lambda: run_restore(job, benchlib.QuietReporter()))
     return {"seconds": seconds, "files": outcome.files, "bytes": outcome.bytes}

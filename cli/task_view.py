@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 from cli.errors import FAILED, OK, describe_api_error
 from cli.output import Output, duration, format_table, human_bytes, when
 from cli.progress import TaskProgress
 from cli.remote import Api
+from common.kinds import TaskKind, kind_with_result
 
 Task = dict[str, Any]
 FIRST_POLL_SECONDS, LAST_POLL_SECONDS = 0.2, 1.0
@@ -92,34 +94,54 @@ def _task_seconds(task: Task) -> float | None:
 
 
 def result_lines(task: Task, extra: dict[str, Any]) -> list[tuple[str, str]]:
-    result, kind = task.get("result") or {}, task.get("resultType")
+    """An ended task for people: its result as the table of kinds says to show it, so a new
+    kind needs no code here."""
     rows = [("task", task["id"]), ("state", task["state"]),
             ("took", duration(_task_seconds(task)))]
-    if kind == "BackupInfo":
-        rows += [("backup", result.get("id", "")), ("created", when(result.get("generatedOn"))),
-                 ("stored", human_bytes(extra.get("bytes_stored"))),
-                 ("hash", result.get("hash", ""))]
-    elif kind in ("RestoreInfo", "VerifyInfo"):
-        rows += _restore_or_verify_rows(result)
-    elif (task.get("workflowInfo") or {}).get("resourceId"):
-        info = task["workflowInfo"]
+    kind = kind_with_result(task.get("resultType"))
+    if kind is not None:
+        return rows + _kind_rows(kind, task.get("result") or {}, extra)
+    info = task.get("workflowInfo") or {}
+    if info.get("resourceId"):
         rows.append((str(info.get("type")), str(info.get("resourceId"))))
     return rows
 
 
-def _restore_or_verify_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
-    rows = [("backup", str(result.get("backupId", "")))]
-    if "path" in result:
-        rows.append(("restored to", f"{result['path']} (on the server)"))
-    if "hashOk" in result:
-        rows.append(("hash", "ok" if result["hashOk"] else "MISMATCH"))
-        if not result.get("contentChecked"):
-            # Without the password nothing was read, so the counts would only say zero.
-            return [*rows, ("content", "not checked (no password given)")]
-        rows.append(("content", "read in full"))
-    rows.append(("files", str(result.get("files", "-"))))
-    rows.append(("bytes", human_bytes(result.get("bytes"))))
+def _kind_rows(kind: TaskKind, result: dict[str, Any],
+               extra: dict[str, Any]) -> list[tuple[str, str]]:
+    rows = []
+    for field in kind.result:
+        value = result.get(field.name)
+        # A null that the kind allows means "does not apply" (verify without the key reads
+        # no file), so there is nothing to show rather than a zero.
+        if not (field.nullable and value is None):
+            rows.append((field.label or field.name, FORMATTERS[field.format](value)))
+        rows += [(line.label, FORMATTERS[line.format](extra.get(line.key)))
+                 for line in kind.client_lines if line.after == field.name]
     return rows
+
+
+def _plain(value: Any) -> str:
+    return "-" if value is None else str(value)
+
+
+def _on_server(path: Any) -> str:
+    return f"{_plain(path)} (on the server)"
+
+
+def _hash_ok(ok: Any) -> str:
+    return "ok" if ok else "MISMATCH"
+
+
+def _content_read(checked: Any) -> str:
+    # Verify reads the files only when it has the key to decrypt them.
+    return "read in full" if checked else "not checked (no password given)"
+
+
+# How each format named in common/kinds.FORMATS is shown.
+FORMATTERS: dict[str, Callable[[Any], str]] = {
+    "plain": _plain, "bytes": human_bytes, "time": when, "hash-ok": _hash_ok,
+    "content-read": _content_read, "on-server": _on_server}
 
 
 def task_rows(task: Task) -> list[tuple[str, str]]:

@@ -7,6 +7,8 @@ import logging
 import secrets
 from pathlib import Path
 
+from common.backupfile.io.folder import FolderStorage
+from common.backupfile.io.storage import BackupStorage
 from common.config import Settings
 from common.privatefiles import create_once
 from common.secrecy import check_password, hash_password
@@ -36,6 +38,11 @@ def transit_keys(settings: Settings) -> KeySource:
 
 def transit_sealer(settings: Settings) -> TransitSealer:
     return TransitSealer(transit_keys(settings))
+
+
+def backup_storage(settings: Settings) -> BackupStorage:
+    """Where this service keeps its backup files."""
+    return FolderStorage(settings.backup_dir)
 
 
 def admin_password_file(settings: Settings) -> Path:

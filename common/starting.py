@@ -65,6 +65,9 @@ class TaskStarter:
 
     def _seal(self, row: Row, secret: dict[str, str] | None) -> str | None:
         secret = {k: v for k, v in (secret or {}).items() if v}
+        kind = KINDS.get(row["type"])
+        if kind is not None:
+            kind.check_arguments(row, secret)
         if not secret:
             return None
         if self.sealer is None:

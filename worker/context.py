@@ -14,7 +14,8 @@ from functools import cache
 from celery.signals import task_postrun
 
 from common import logs
-from common.bootstrap import transit_sealer
+from common.backupfile.io.storage import BackupStorage
+from common.bootstrap import backup_storage, transit_sealer
 from common.config import Settings, load_settings
 from common.store import Store
 from common.transit import TransitSealer
@@ -25,15 +26,15 @@ class WorkerContext:
     settings: Settings
     store: Store
     sealer: TransitSealer
+    storage: BackupStorage
     holder: str  # who holds a task's lease: host and pid
 
 
 @cache
 def _context_for(pid: int) -> WorkerContext:
     settings = load_settings()
-    store = Store.from_url(settings.redis,
-                           settings.task_ttl_seconds)
-    return WorkerContext(settings, store, transit_sealer(settings),
+    store = Store.from_url(settings.redis, settings.task_ttl_seconds)
+    return WorkerContext(settings, store, transit_sealer(settings), backup_storage(settings),
                          f"{socket.gethostname()}:{pid}")
 
 

@@ -14,7 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common.backupfile.io.storage import backup_leftovers, remove_orphan_temporaries
+from common.backupfile.io.folder import remove_orphan_temporaries
+from common.backupfile.io.storage import BackupStorage
 from common.errors import WorkerLost
 from common.kinds import BACKUP, RESTORE, kind_of
 from common.states import TaskState
@@ -33,14 +34,14 @@ class ReapReport:
 
 
 def reap(store: Store, requeue: Callable[[str, str], None], max_attempts: int,
-         backup_dir: Path) -> ReapReport:
+         storage: BackupStorage) -> ReapReport:
     report = ReapReport()
     for task_id in store.running_task_ids():
         task = store.get_task(task_id)
         if not _lost(store, task):
             continue
         if task["attempts"] >= max_attempts:
-            _give_up(store, task, backup_dir, report)
+            _give_up(store, task, storage, report)
         elif store.mark_requeued(task_id, task["attempts"]):
             log.warning("task %s lost its worker (attempt %d); sending it again",
                         task_id, task["attempts"])
@@ -55,32 +56,21 @@ def _lost(store: Store, task: dict | None) -> bool:
     return task.get("attempts", 0) > 0 and not store.has_lease(task["id"])
 
 
-def _give_up(store: Store, task: dict, backup_dir: Path, report: ReapReport) -> None:
+def _give_up(store: Store, task: dict, storage: BackupStorage, report: ReapReport) -> None:
     log.error("task %s lost its worker %d times; giving up", task["id"], task["attempts"])
     if store.fail(task["id"], WorkerLost().to_api_error()):
         report.failed.append(task["id"])
     kind = kind_of(task)
     if kind and kind.stores_backup and task.get("backupId"):
-        remove_partial_files(backup_dir, task["backupId"])
+        # The task is FAILED now, so its backup will never be listed: what its attempts left
+        # (unfinished writes, a file stored but never listed) goes.
+        storage.remove_leftovers(task["backupId"])
 
 
-def remove_partial_files(backup_dir: Path, backup_id: str) -> int:
-    """What an earlier attempt at this (unlisted) backup left: temporary files, and a file it
-    stored but could not record before its worker was lost. Call only while the backup is not
-    listed, holding its task's lease."""
-    removed = 0
-    for path in backup_leftovers(backup_dir, backup_id):
-        if path.exists():
-            path.unlink(missing_ok=True)
-            removed += 1
-    return removed
-
-
-def sweep(store: Store, backup_dir: Path, restore_dir: Path) -> None:
-    for folder in (backup_dir, restore_dir):
-        if folder.is_dir():
-            remove_orphan_temporaries(folder, ORPHAN_AGE_SECONDS)
+def sweep(store: Store, storage: BackupStorage, restore_dir: Path) -> None:
+    storage.remove_orphans(ORPHAN_AGE_SECONDS)
     if restore_dir.is_dir():
+        remove_orphan_temporaries(restore_dir, ORPHAN_AGE_SECONDS)
         remove_orphan_stagings(restore_dir, _restoring(store))
 
 

@@ -14,10 +14,9 @@ import redis
 
 from common import logs
 from common.errors import GeneralServerFailure, H4Error, TaskCanceled, WorkerLost
-from common.kinds import kind_of
+from common.kinds import KINDS, kind_of
 from worker import jobs, schedule
 from worker.context import WorkerContext
-from worker.maintenance import remove_partial_files
 from worker.retry import patiently
 
 log = logging.getLogger("h4backup.worker")
@@ -104,7 +103,7 @@ def run_task(ctx: WorkerContext, task_id: str) -> str:
     kind = kind_of(task)
     if task.get("backupId") and kind and kind.stores_backup:
         # What an earlier attempt left half-written goes first; the lease makes it ours alone.
-        remove_partial_files(ctx.settings.backup_dir, task["backupId"])
+        ctx.storage.remove_leftovers(task["backupId"])
     refusal = _refusal(ctx, task, attempt)
     if refusal is not None:
         patiently(lambda: ctx.store.fail(task_id, refusal.to_api_error()))
@@ -143,7 +142,21 @@ def _run_claimed(ctx: WorkerContext, task: dict[str, Any]) -> None:
         log.warning("%s task %s interrupted; it runs again once its lease expires",
                     task["type"], task["id"])
         raise
+    if not _as_declared(task, finish):
+        _record_failure(ctx, task, reporter, GeneralServerFailure())
+        return
     _record_success(ctx, task, finish)
+
+
+def _as_declared(task: dict[str, Any], finish: jobs.Finish) -> bool:
+    """The API documents and the CLI shows the result fields the kinds table declares: a
+    handler that drifted from it is a bug to fail loudly on, not a result to publish."""
+    declared = KINDS[task["type"]].result_names()
+    if finish.result is None or list(finish.result) == declared:
+        return True
+    log.error("%s result has fields %s, not the declared %s", task["type"],
+              list(finish.result), declared)
+    return False
 
 
 def _record_failure(ctx: WorkerContext, task: dict[str, Any], reporter: StoreReporter,
@@ -157,14 +170,15 @@ def _record_failure(ctx: WorkerContext, task: dict[str, Any], reporter: StoreRep
 
 
 def _record_success(ctx: WorkerContext, task: dict[str, Any], finish: jobs.Finish) -> None:
-    if patiently(lambda: ctx.store.succeed(task["id"], finish.result, finish.result_type,
+    kind = KINDS[task["type"]]
+    if patiently(lambda: ctx.store.succeed(task["id"], finish.result, kind.result_type,
                                            backup=finish.backup)):
         log.info("%s task %s succeeded: %s", task["type"], task["id"], finish.result)
         if finish.backup:
             log.info("backup %s stored: %d bytes", finish.backup["id"], finish.backup["size"])
-            patiently(lambda: schedule.after_success(ctx.store, ctx.settings, task))
+            patiently(lambda: schedule.after_success(ctx.store, ctx.storage, task))
         return
     # The task ended meanwhile (canceled or given up on): its file must not linger unlisted.
     log.warning("task %s ended before its outcome was recorded", task["id"])
     if finish.discard is not None:
-        finish.discard.unlink(missing_ok=True)
+        ctx.storage.delete(finish.discard)

@@ -13,8 +13,8 @@ import logging
 import uuid
 from collections.abc import Mapping
 
+from common.backupfile.io.storage import BackupStorage
 from common.clock import now_ms
-from common.config import Settings
 from common.errors import BackupQuotaExceeded, H4Error, TooManyTasks
 from common.schedules import is_due
 from common.starting import TaskStarter
@@ -88,21 +88,21 @@ def _record_refusal(starter: TaskStarter, row: dict, refusal: H4Error) -> None:
     starter.store.fail(row["id"], refusal.to_api_error())
 
 
-def prune(store: Store, settings: Settings, keep: int) -> list[str]:
+def prune(store: Store, storage: BackupStorage, keep: int) -> list[str]:
     """Delete the oldest scheduled backups beyond `keep`; returns the ids deleted."""
     scheduled = [b for b in store.list_backups() if b.get("kind") == "scheduled"]
     deleted = []
     for old in scheduled[keep:]:
         row = store.unlist_backup(old["id"])
         if row is not None:
-            (settings.backup_dir / row["file"]).unlink(missing_ok=True)
+            storage.delete(row["file"])
             deleted.append(old["id"])
             log.info("retention deleted scheduled backup %s", old["id"])
     return deleted
 
 
-def after_success(store: Store, settings: Settings, task: dict) -> None:
+def after_success(store: Store, storage: BackupStorage, task: dict) -> None:
     """Retention runs only once a newer scheduled backup is safely listed."""
     config = store.get_schedule() or {}
     if task.get("kind") == "scheduled" and config.get("keep"):
-        prune(store, settings, int(config["keep"]))
+        prune(store, storage, int(config["keep"]))

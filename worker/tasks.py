@@ -41,8 +41,8 @@ def send(task_id: str, kind: str) -> None:
 def reap() -> None:
     ctx = worker_context()
     settings = ctx.settings
-    maintenance.reap(ctx.store, send, settings.max_attempts, settings.backup_dir)
-    maintenance.sweep(ctx.store, settings.backup_dir, settings.restore_dir)
+    maintenance.reap(ctx.store, send, settings.max_attempts, ctx.storage)
+    maintenance.sweep(ctx.store, ctx.storage, settings.restore_dir)
 
 
 @celery.task(name=SCHEDULE_TICK, queue=CONTROL_QUEUE)

@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from common.backupfile.format.age import generate_x25519_identity
-from common.backupfile.io.storage import is_temporary_name
+from common.backupfile.io.folder import is_temporary_name
 from tests.faults.conftest import FAST_FAULTS, write_random_tree
 from tests.integration.harness import wait_until
 from tests.integration.trees import make_tree

@@ -1,5 +1,6 @@
+from common.backupfile.io.folder import FolderStorage
 from common.tasks import new_backup_task
-from worker.maintenance import reap, remove_partial_files
+from worker.maintenance import reap
 
 
 def _claimed(store, backup_id="b1", attempts=1):
@@ -14,8 +15,9 @@ def _claimed(store, backup_id="b1", attempts=1):
 def test_task_whose_worker_died_is_sent_again_once(store, tmp_path):
     task_id = _claimed(store)
     sent = []
-    assert reap(store, lambda *args: sent.append(args), 3, tmp_path).requeued == [task_id]
-    assert reap(store, lambda *args: sent.append(args), 3, tmp_path).requeued == []
+    storage = FolderStorage(tmp_path)
+    assert reap(store, lambda *args: sent.append(args), 3, storage).requeued == [task_id]
+    assert reap(store, lambda *args: sent.append(args), 3, storage).requeued == []
     assert sent == [(task_id, "backup")]
 
 
@@ -23,7 +25,7 @@ def test_task_out_of_attempts_fails_worker_lost_and_loses_partial_file(store, tm
     task_id = _claimed(store, attempts=3)
     partial = tmp_path / ".b1.tar.zst.age.x1y2.part"
     partial.write_bytes(b"half")
-    report = reap(store, lambda *_: None, 3, tmp_path)
+    report = reap(store, lambda *_: None, 3, FolderStorage(tmp_path))
     assert report.failed == [task_id]
     task = store.get_task(task_id)
     assert (task["state"], task["error"]["code"]) == ("FAILED", "WorkerLost")
@@ -35,15 +37,15 @@ def test_queued_and_leased_tasks_are_left_alone(store, tmp_path):
     store.create_backup_task(queued, "q1", 10, None, 60)
     working = _claimed(store, "b2", attempts=0)
     store.claim(working, "w1", 30)
-    assert reap(store, lambda *_: None, 3, tmp_path).requeued == []
+    assert reap(store, lambda *_: None, 3, FolderStorage(tmp_path)).requeued == []
 
 
-def test_remove_partial_files_only_touches_that_backup(tmp_path):
+def test_leftovers_of_one_backup_are_removed_and_no_other_file(tmp_path):
     (tmp_path / ".b1.tar.zst.p.part").write_bytes(b"")
     (tmp_path / "b1.tar.zst.age").write_bytes(b"stored but never recorded")
     (tmp_path / ".b2.tar.zst.p.part").write_bytes(b"")
     (tmp_path / "b2.tar.zst").write_bytes(b"")
-    assert remove_partial_files(tmp_path, "b1") == 2
+    assert FolderStorage(tmp_path).remove_leftovers("b1") == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == [".b2.tar.zst.p.part", "b2.tar.zst"]
 
 

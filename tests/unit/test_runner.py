@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from common.backupfile.io.folder import FolderStorage
 from common.errors import StorageFailure
 from common.starting import TaskStarter
 from common.tasks import new_task
@@ -14,7 +15,8 @@ from worker.context import WorkerContext
 
 @pytest.fixture
 def ctx(store, settings):
-    return WorkerContext(settings, store, TransitSealer(StaticKeys((b"k" * 32,))), "host:1")
+    return WorkerContext(settings, store, TransitSealer(StaticKeys((b"k" * 32,))),
+                         FolderStorage(settings.backup_dir), "host:1")
 
 
 @pytest.fixture
@@ -26,16 +28,27 @@ def started(ctx, dispatcher):
     return row["id"]
 
 
+VERIFIED = {"backupId": "b1", "hashOk": True, "contentChecked": False, "files": None,
+            "bytes": None}
+
+
 def _handler(monkeypatch, handler):
     monkeypatch.setitem(jobs.HANDLERS, "verify", handler)
 
 
 def test_a_handler_that_succeeds_ends_the_task_succeeded(ctx, started, monkeypatch):
-    _handler(monkeypatch, lambda _ctx, _task, _reporter: jobs.Finish({"ok": True}, "VerifyInfo"))
+    _handler(monkeypatch, lambda _ctx, _task, _reporter: jobs.Finish(VERIFIED))
     assert runner.run_task(ctx, started) == "done"
     task = ctx.store.get_task(started)
     assert (task["state"], task["result"], task["resultType"]) == (
-        "SUCCEEDED", {"ok": True}, "VerifyInfo")
+        "SUCCEEDED", VERIFIED, "VerifyInfo")
+
+
+def test_a_result_unlike_its_declared_fields_fails_the_task(ctx, started, monkeypatch):
+    _handler(monkeypatch, lambda _ctx, _task, _reporter: jobs.Finish({"ok": True}))
+    assert runner.run_task(ctx, started) == "done"
+    task = ctx.store.get_task(started)
+    assert (task["state"], task["error"]["code"]) == ("FAILED", "GeneralServerFailure")
 
 
 def test_a_handler_error_ends_the_task_failed_with_its_code(ctx, started, monkeypatch):

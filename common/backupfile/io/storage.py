@@ -1,219 +1,107 @@
-"""Writing a backup file so that a listed backup is always whole.
+"""Where backup files are kept, behind one interface that every backend implements.
 
-The bytes go to `.<final name>.<random>.part` beside the final place; only after they are on
-disk (file fsync) is the file renamed, and the folder fsynced so that the rename itself
-survives a crash. The bytes bypass the page cache where the filesystem allows it
-(io/directio.py), or else the disk is asked to start writing every few MiB as they come,
-so that the fsync at the end waits for the last few MiB rather than for the whole backup. Any
-failure, a cancel or an interrupt removes the temporary file. A crash that gives no chance to
-clean up leaves a temporary name that `remove_orphan_temporaries` reaps.
+The callers (the backup pipeline, restore, verify, import, downloads, the reaper, retention)
+name a backup file and never a place: a folder on this host (io/folder.py) or an object store
+implement the same few operations. Every backend keeps the promise the catalogue relies on:
+a file is visible under its final name only once it is whole, and a second write of the same
+name fails instead of replacing a stored backup.
 """
 
 from __future__ import annotations
 
-import errno
-import os
 import re
-import secrets
-import stat
-import time
-from contextlib import suppress
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
+from typing import BinaryIO, Protocol
 
-from common.backupfile.io.directio import DirectWriter, aligned_buffer
-from common.errors import H4Error, InsufficientStorage, StorageFailure
-
-_TEMPORARY_NAME = re.compile(r"\..+\.[0-9a-f]{16}\.part")
 # Backup ids name files: nothing that could climb out of the backup folder or hide there.
 SAFE_BACKUP_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
-_PLAIN_SUFFIX = ".tar.zst"
-_ENCRYPTED_SUFFIX = ".tar.zst.age"
-# The errors that mean the filesystem is full, for the bytes or for the user's quota.
-NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
-# Backups hold secrets: only the service's own user may read them.
-_FILE_MODE = 0o600
-_WRITE_BEHIND = 8 << 20
+PLAIN_SUFFIX = ".tar.zst"
+ENCRYPTED_SUFFIX = ".tar.zst.age"
 
 
 def backup_file_name(backup_id: str, encrypted: bool) -> str:
     """`<id>.tar.zst`, with `.age` appended when the backup is encrypted."""
     if not SAFE_BACKUP_ID.fullmatch(backup_id):
         raise ValueError(f"unsafe backup id {backup_id!r}")
-    return backup_id + (_ENCRYPTED_SUFFIX if encrypted else _PLAIN_SUFFIX)
+    return backup_id + (ENCRYPTED_SUFFIX if encrypted else PLAIN_SUFFIX)
 
 
-def backup_leftovers(folder: Path, backup_id: str) -> list[Path]:
-    """Every file a write of this backup may leave in folder, whether it exists or not: its
-    temporary files (see temporary_name) and the final file, plain or encrypted."""
-    return [*folder.glob(f".{backup_id}{_PLAIN_SUFFIX}*.part"),
-            *(folder / f"{backup_id}{suffix}" for suffix in (_PLAIN_SUFFIX, _ENCRYPTED_SUFFIX))]
+def final_names(backup_id: str) -> tuple[str, str]:
+    """The names a backup's file may have once stored: plain and encrypted."""
+    return backup_file_name(backup_id, False), backup_file_name(backup_id, True)
 
 
-def is_temporary_name(name: str) -> bool:
-    """True for names that AtomicFile gives its unfinished files."""
-    return _TEMPORARY_NAME.fullmatch(name) is not None
+def is_backup_file_name(name: str) -> bool:
+    """True for a finished backup's name (not a temporary, not a sidecar)."""
+    for suffix in (ENCRYPTED_SUFFIX, PLAIN_SUFFIX):
+        if name.endswith(suffix):
+            return SAFE_BACKUP_ID.fullmatch(name[: -len(suffix)]) is not None
+    return False
 
 
-def temporary_name(final_name: str) -> str:
-    return f".{final_name}.{secrets.token_hex(8)}.part"
+class BackupWriter(Protocol):
+    def write(self, data: bytes, /) -> int: ...
 
 
-def storage_error(error: OSError, folder: Path) -> H4Error:
-    """The task error for an OSError met while storing a backup in folder."""
-    if error.errno in NO_SPACE:
-        return InsufficientStorage(folder)
-    return StorageFailure(error.strerror or str(error))
+@dataclass(frozen=True)
+class StoredObject:
+    name: str
+    size: int
+    modified_ms: int  # when it was stored, ms since the epoch
 
 
-class _TemporaryWriter:
-    """Writer on the temporary file that reports OSErrors as storage errors."""
+@dataclass(frozen=True)
+class OpenedFile:
+    """A stored file open for one sequential read; `stream` can peek at its first bytes."""
 
-    def __init__(self, fd: int, folder: Path) -> None:
-        self._fd = fd
-        self._folder = folder
-        self._direct = DirectWriter(fd, aligned_buffer())
-        self._written = self._flushed = 0
-
-    def write(self, data: bytes) -> int:
-        try:
-            self._direct.write(data)
-            self._written += len(data)
-            if not self._direct.direct and self._written - self._flushed >= _WRITE_BEHIND:
-                self._write_behind()
-        except OSError as error:
-            raise storage_error(error, self._folder) from error
-        return len(data)
-
-    def flush(self) -> None:
-        """Nothing to do: the last bytes are written on commit, before the fsync."""
-
-    def finish(self) -> None:
-        try:
-            self._direct.finish()
-        except OSError as error:
-            raise storage_error(error, self._folder) from error
-
-    def _write_behind(self) -> None:
-        # Only starts the writing and does not wait for it: the disk works while the
-        # pipeline goes on, instead of all at once in the final fsync.
-        start, self._flushed = self._flushed, self._written
-        if hasattr(os, "sync_file_range"):
-            os.sync_file_range(self._fd, start, self._written - start,
-                               os.SYNC_FILE_RANGE_WRITE)
+    stream: BinaryIO
+    size: int
 
 
-class AtomicFile:
-    """Context manager giving a writer whose bytes appear at final_path only on success."""
+class BackupStorage(ABC):
+    """The operations every place that keeps backup files offers."""
 
-    def __init__(self, final_path: str | os.PathLike[str]) -> None:
-        self.final_path = Path(final_path)
-        self.folder = self.final_path.parent
-        self.temporary_path = self.folder / temporary_name(self.final_path.name)
-        self._fd = -1
-        self._writer: _TemporaryWriter | None = None
+    location: str  # for messages and logs: a folder, or a bucket and prefix
 
-    def __enter__(self) -> _TemporaryWriter:
-        if self.final_path.exists():
-            raise StorageFailure(f"{self.final_path.name} already exists")
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-        try:
-            self._fd = os.open(self.temporary_path, flags, _FILE_MODE)
-            os.fchmod(self._fd, _FILE_MODE)  # the umask may have taken bits away
-        except OSError as error:
-            self._discard()
-            raise storage_error(error, self.folder) from error
-        self._writer = _TemporaryWriter(self._fd, self.folder)
-        return self._writer
+    @abstractmethod
+    def prepare(self) -> None:
+        """Make the place ready to store (create the folder, check the bucket)."""
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        if exc_type is not None:
-            self._discard()
-            return
-        try:
-            self._commit()
-        except BaseException:
-            self._discard()
-            raise
+    @abstractmethod
+    def create(self, name: str) -> AbstractContextManager[BackupWriter]:
+        """A writer whose bytes appear under `name` only when the block ends without error;
+        StorageFailure if `name` exists already."""
 
-    def _commit(self) -> None:
-        if self._writer is not None:
-            self._writer.finish()
-        try:
-            os.fsync(self._fd)
-            os.close(self._fd)
-            self._fd = -1
-            _move_without_overwrite(self.temporary_path, self.final_path)
-            fsync_folder(self.folder)
-        except OSError as error:
-            raise storage_error(error, self.folder) from error
+    @abstractmethod
+    def open(self, name: str) -> AbstractContextManager[OpenedFile]:
+        """The stored file for reading; FileNotFoundError when there is none."""
 
-    def _discard(self) -> None:
-        if self._fd >= 0:
-            _close_quietly(self._fd)
-            self._fd = -1
-        with suppress(FileNotFoundError):
-            os.unlink(self.temporary_path)
+    @abstractmethod
+    def stat(self, name: str) -> StoredObject | None:
+        """The stored file, or None when there is none."""
 
+    @abstractmethod
+    def delete(self, name: str) -> None:
+        """Remove a stored file; nothing happens when there is none."""
 
-def _move_without_overwrite(source: Path, target: Path) -> None:
-    # Link then unlink rather than rename: a link fails when the target exists, where a rename
-    # would silently replace a finished backup.
-    try:
-        os.link(source, target)
-    except FileExistsError:
-        raise StorageFailure(f"{target.name} already exists") from None
-    except OSError as error:
-        if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP):
-            raise
-        _rename_if_absent(source, target)
-        return
-    os.unlink(source)
+    @abstractmethod
+    def list(self) -> Iterator[StoredObject]:
+        """Every finished backup file stored here."""
 
+    @abstractmethod
+    def remove_leftovers(self, backup_id: str) -> int:
+        """Remove what a dead attempt at this unlisted backup may have left: unfinished
+        writes and a file it stored but could not list. Returns how many were removed."""
 
-def _rename_if_absent(source: Path, target: Path) -> None:
-    """For filesystems without hard links; only another writer of the same id could race."""
-    if target.exists():
-        raise StorageFailure(f"{target.name} already exists")
-    os.rename(source, target)
+    @abstractmethod
+    def remove_orphans(self, older_than_seconds: float) -> list[str]:
+        """Remove unfinished writes older than this, which no living writer owns."""
 
-
-def fsync_folder(folder: Path) -> None:
-    """Make the names in a folder durable (a rename or link into it)."""
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _close_quietly(fd: int) -> None:
-    with suppress(OSError):
-        os.close(fd)
-
-
-def remove_orphan_temporaries(
-    folder: str | os.PathLike[str], older_than_seconds: float
-) -> list[Path]:
-    """Removes temporary files left by crashed writers; returns what it removed."""
-    deadline = time.time() - older_than_seconds
-    with os.scandir(folder) as listing:
-        candidates = [Path(e.path) for e in listing if is_temporary_name(e.name)]
-    return [path for path in candidates if _remove_if_older(path, deadline)]
-
-
-def _remove_if_older(path: Path, deadline: float) -> bool:
-    # The age test keeps a reaper from removing a file that a running backup is writing.
-    try:
-        st = path.lstat()
-        if not stat.S_ISREG(st.st_mode) or st.st_mtime >= deadline:
-            return False
-        path.unlink()
-    except FileNotFoundError:
-        return False
-    return True
+    def local_folder(self) -> Path | None:
+        """The folder on this host that holds the files, if they are on this host: a backup
+        must not include itself, and a download can then be served with sendfile."""
+        return None

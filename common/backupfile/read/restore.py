@@ -34,9 +34,10 @@ from pathlib import Path
 
 from common.backupfile.format.members import safe_parts
 from common.backupfile.io.directio import DirectWriter, aligned_buffer
+from common.backupfile.io.folder import NO_SPACE, fsync_folder
 from common.backupfile.io.handoff import Consumer
 from common.backupfile.io.progress import Reporter
-from common.backupfile.io.storage import NO_SPACE, fsync_folder
+from common.backupfile.io.storage import BackupStorage
 from common.backupfile.read.freespace import SpaceGuard
 from common.backupfile.read.unpack import ArchiveScan, backup_errors, open_archive
 from common.backupfile.read.verify import StoredFile, open_stored
@@ -67,7 +68,8 @@ _MAX_FOLDER_BYTES = 64 << 20
 @dataclass(frozen=True)
 class RestoreJob:
     backup_id: str
-    backup_path: Path  # the stored file
+    storage: BackupStorage
+    file_name: str  # under which the storage keeps it
     restore_root: Path  # the restore goes into a new folder under it
     passphrase: str | None = None
     identities: tuple[str, ...] = ()
@@ -117,7 +119,7 @@ def _default_name(backup_id: str) -> str:
 
 def _extract(job: RestoreJob, staging: Path, reporter: Reporter) -> tuple[ArchiveScan, StoredFile]:
     hashing = job.expected_hash is not None
-    with open_stored(job.backup_path, job.backup_id, reporter, hashing) as stored:
+    with open_stored(job.storage, job.file_name, job.backup_id, reporter, hashing) as stored:
         with (backup_errors(),
               open_archive(stored, job.passphrase, job.identities,
                            job.max_work_factor) as scan,

@@ -10,18 +10,18 @@ same pass and writes the members as they come.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 from common.backupfile.format.age import AGE_MAGIC
 from common.backupfile.io.blocks import COPY_SIZE
 from common.backupfile.io.hashing import format_sha512
 from common.backupfile.io.progress import Reporter, Watch
+from common.backupfile.io.storage import BackupStorage
 from common.backupfile.read.unpack import ArchiveScan, backup_errors, open_archive
 from common.errors import (
     ArchiveLimitExceeded,
@@ -37,7 +37,8 @@ HASH_MISMATCH = "stored bytes do not match the catalogue hash"
 @dataclass(frozen=True)
 class VerifyJob:
     backup_id: str
-    backup_path: Path
+    storage: BackupStorage
+    file_name: str  # under which the storage keeps it
     expected_hash: str  # "SHA-512:AB:CD:..." from the catalogue
     passphrase: str | None = None
     identities: tuple[str, ...] = ()
@@ -55,7 +56,8 @@ class VerifyOutcome:
 
 def run_verify(job: VerifyJob, reporter: Reporter) -> VerifyOutcome:
     """Checks the stored bytes, and the archive inside them when it can be opened."""
-    with open_stored(job.backup_path, job.backup_id, reporter, hashing=True) as stored:
+    with open_stored(job.storage, job.file_name, job.backup_id, reporter,
+                     hashing=True) as stored:
         readable = not stored.encrypted() or job.passphrase is not None or bool(job.identities)
         scan = _check_content(job, stored) if readable else None
         stored.check_hash(job.expected_hash)
@@ -122,14 +124,15 @@ def _read_failure(error: OSError) -> StorageFailure:
 
 @contextmanager
 def open_stored(
-    path: Path, backup_id: str, reporter: Reporter, hashing: bool = False
+    storage: BackupStorage, file_name: str, backup_id: str, reporter: Reporter,
+    hashing: bool = False,
 ) -> Iterator[StoredFile]:
     """The stored file of backup_id, with progress reported as its bytes are consumed."""
-    try:
-        raw = open(path, "rb")  # noqa: SIM115 - closed by the with below
-    except FileNotFoundError:
-        raise BackupNotFound(backup_id) from None
-    except OSError as error:
-        raise _read_failure(error) from error
-    with raw:
-        yield StoredFile(raw, Watch(reporter, os.fstat(raw.fileno()).st_size), hashing)
+    with contextlib.ExitStack() as stack:
+        try:
+            stored = stack.enter_context(storage.open(file_name))
+        except FileNotFoundError:
+            raise BackupNotFound(backup_id) from None
+        except OSError as error:
+            raise _read_failure(error) from error
+        yield StoredFile(stored.stream, Watch(reporter, stored.size), hashing)

@@ -27,7 +27,7 @@ from common.backupfile.io.blocks import COPY_SIZE
 from common.backupfile.io.handoff import Consumer
 from common.backupfile.io.hashing import BinarySink, HashingWriter
 from common.backupfile.io.progress import Reporter, Watch
-from common.backupfile.io.storage import AtomicFile, backup_file_name
+from common.backupfile.io.storage import BackupStorage, backup_file_name
 from common.backupfile.write.archive import ArchiveWriter
 from common.backupfile.write.sources import Source, measure, walk
 
@@ -40,7 +40,7 @@ _CHUNKS_IN_FLIGHT = 8
 class BackupJob:
     backup_id: str
     sources: tuple[Source, ...]
-    backup_dir: Path
+    storage: BackupStorage
     passphrase: str | None = None  # None and no recipients: a plain .tar.zst
     recipients: tuple[str, ...] = ()  # age X25519 public keys
     exclude: tuple[Path, ...] = ()
@@ -63,7 +63,7 @@ class BackupJob:
 @dataclass(frozen=True)
 class BackupOutcome:
     backup_id: str
-    path: Path
+    file_name: str  # under which the storage keeps it
     size: int
     hash: str  # "SHA-512:AB:CD:..." of the stored bytes
     files: int
@@ -73,18 +73,20 @@ class BackupOutcome:
 
 def run_backup(job: BackupJob, reporter: Reporter) -> BackupOutcome:
     """Writes the backup file of job; it exists under its final name only if this returns."""
-    exclude = (*job.exclude, job.backup_dir)
+    local = job.storage.local_folder()
+    exclude = (*job.exclude, *((local,) if local else ()))
     _, total_bytes = measure(job.sources, exclude)
     watch = Watch(reporter, total_bytes)
     generated_on = time.time_ns() // 1_000_000
-    path = job.backup_dir / backup_file_name(job.backup_id, job.encrypted)
+    name = backup_file_name(job.backup_id, job.encrypted)
     stages = _Stages(watch.checkpoint)
-    with AtomicFile(path) as stored, stages.writer(stored, "backup-disk", owned=True) as disk:
+    with (job.storage.create(name) as stored,
+          stages.writer(stored, "backup-disk", owned=True) as disk):
         hasher = HashingWriter(disk)
         with stages.writer(hasher, "backup-hash", owned=True) as hashing:
             archive = _write_encrypted(job, exclude, hashing, watch, generated_on, stages)
     watch.finish()
-    return BackupOutcome(job.backup_id, path, hasher.size, hasher.formatted(),
+    return BackupOutcome(job.backup_id, name, hasher.size, hasher.formatted(),
                          archive.files, archive.source_bytes, generated_on)
 
 

@@ -13,6 +13,7 @@ import pytest
 from common.backupfile.format import members
 from common.backupfile.format.manifest import MAX_LINE, read_manifest
 from common.backupfile.format.members import MAX_GNU_LONG, MAX_NAME_BYTES, MAX_PAX_HEADER
+from common.backupfile.io.folder import stored_at
 from common.backupfile.io.hashing import format_sha512
 from common.backupfile.read import freespace, restore
 from common.backupfile.read.restore import RestoreJob, run_restore
@@ -50,7 +51,7 @@ def restored(tmp_path: Path, root: Path, backup: CraftedBackup):
     path = tmp_path / "b-1.tar.zst"
     path.write_bytes(backup.finish())
     try:
-        return run_restore(RestoreJob("b-1", path, root), Reporter())
+        return run_restore(RestoreJob("b-1", *stored_at(path), root), Reporter())
     finally:
         assert [p for p in os.listdir(root) if p.endswith(".staging")] == []
 
@@ -266,6 +267,7 @@ def test_verify_tells_a_limit_from_damage_by_the_stored_hash(tmp_path):
     path.write_bytes(backup.finish())
     stored_hash = format_sha512(hashlib.sha512(path.read_bytes()).digest())
     with pytest.raises(ArchiveLimitExceeded):
-        run_verify(VerifyJob("b-1", path, stored_hash), Reporter())
+        run_verify(VerifyJob("b-1", *stored_at(path), stored_hash), Reporter())
     with pytest.raises(BackupCorrupted, match=HASH_MISMATCH):
-        run_verify(VerifyJob("b-1", path, "SHA-512:" + ":".join(["00"] * 64)), Reporter())
+        zeros = "SHA-512:" + ":".join(["00"] * 64)
+        run_verify(VerifyJob("b-1", *stored_at(path), zeros), Reporter())

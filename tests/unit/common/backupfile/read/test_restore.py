@@ -14,9 +14,10 @@ from common.backupfile.format import members
 from common.backupfile.format.age import encrypt_bytes, generate_x25519_identity
 from common.backupfile.format.manifest import MANIFEST_NAME
 from common.backupfile.io import progress
+from common.backupfile.io.folder import FolderStorage, stored_at
 from common.backupfile.read import restore
 from common.backupfile.read.restore import RestoreJob, run_restore
-from common.backupfile.write.pipeline import BackupJob, run_backup
+from common.backupfile.write.pipeline import BackupJob
 from common.backupfile.write.sources import Source
 from common.errors import (
     BackupCorrupted,
@@ -26,6 +27,7 @@ from common.errors import (
     UnsafeArchiveMember,
     WrongPassword,
 )
+from tests.unit.common.backupfile.stored import backup_into
 
 PASSPHRASE = "correct horse battery staple"
 UNICODE_NAME = "naïve-😀-Ωmega.txt"
@@ -96,8 +98,9 @@ def restore_root(tmp_path: Path) -> Path:
 
 def backup(source: Path, folder: Path, **options):
     folder.mkdir(exist_ok=True)
-    job = BackupJob("b-1", (Source("data", source),), folder, work_factor=10, **options)
-    return run_backup(job, RecordingReporter())
+    job = BackupJob("b-1", (Source("data", source),), FolderStorage(folder), work_factor=10,
+                    **options)
+    return backup_into(job, RecordingReporter())
 
 
 @pytest.fixture
@@ -107,7 +110,7 @@ def encrypted(source: Path, tmp_path: Path):
 
 def restore_job(path: Path, root: Path, **options) -> RestoreJob:
     options.setdefault("passphrase", PASSPHRASE)
-    return RestoreJob("b-1", path, root, **options)
+    return RestoreJob("b-1", *stored_at(path), root, **options)
 
 
 # --- hand-made archives ---------------------------------------------------------------------
@@ -236,7 +239,7 @@ def test_restore_refuses_an_existing_folder(encrypted, restore_root):
 def test_unsafe_target_names_are_refused():
     for name in ("..", "a/b", ".hidden", ""):
         with pytest.raises(ValueError):
-            RestoreJob("b-1", Path("x"), Path("root"), target_name=name)
+            RestoreJob("b-1", *stored_at("x"), Path("root"), target_name=name)
 
 
 # --- failures leave nothing behind ----------------------------------------------------------

@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 
+from common.backupfile.io.folder import stored_at
 from common.backupfile.io.hashing import sha512_of_file
 from common.backupfile.read.verify import HASH_MISMATCH, VerifyJob, run_verify
 from common.errors import (
@@ -37,11 +38,11 @@ def encrypted(source: Path, tmp_path: Path):
 
 
 def verify_job(stored, **options) -> VerifyJob:
-    return VerifyJob("b-1", stored.path, stored.hash, **options)
+    return VerifyJob("b-1", *stored_at(stored.path), stored.hash, **options)
 
 
 def crafted_job(path: Path, **options) -> VerifyJob:
-    return VerifyJob("b-1", path, sha512_of_file(path), **options)
+    return VerifyJob("b-1", *stored_at(path), sha512_of_file(path), **options)
 
 
 def test_verify_with_password_reads_every_file(encrypted):
@@ -65,7 +66,7 @@ def test_verify_of_a_plain_backup_reads_the_content(source, tmp_path):
 
 
 def test_verify_accepts_the_hash_in_lower_case(encrypted):
-    job = VerifyJob("b-1", encrypted.path, encrypted.hash.lower())
+    job = VerifyJob("b-1", *stored_at(encrypted.path), encrypted.hash.lower())
     assert run_verify(job, RecordingReporter()).hash_ok
 
 
@@ -109,7 +110,7 @@ def test_a_file_cut_in_half_is_corruption(source, tmp_path, passphrase):
 
 
 def test_a_catalogue_hash_that_differs_is_corruption(encrypted):
-    job = VerifyJob("b-1", encrypted.path, "SHA-512:AB:CD", passphrase=PASSPHRASE)
+    job = VerifyJob("b-1", *stored_at(encrypted.path), "SHA-512:AB:CD", passphrase=PASSPHRASE)
     with pytest.raises(BackupCorrupted, match=HASH_MISMATCH):
         run_verify(job, RecordingReporter())
 
@@ -130,7 +131,7 @@ def test_an_unsafe_member_fails_verification(tmp_path):
 
 
 def test_a_missing_file_is_backup_not_found(tmp_path):
-    job = VerifyJob("b-1", tmp_path / "gone.tar.zst", "SHA-512:00")
+    job = VerifyJob("b-1", *stored_at(tmp_path / "gone.tar.zst"), "SHA-512:00")
     with pytest.raises(BackupNotFound):
         run_verify(job, RecordingReporter())
 

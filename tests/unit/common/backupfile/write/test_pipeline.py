@@ -12,13 +12,16 @@ import pytest
 
 from common.backupfile.format.age import AgeReader, generate_x25519_identity
 from common.backupfile.format.manifest import MANIFEST_NAME
-from common.backupfile.io import handoff, progress, storage
+from common.backupfile.io import folder as folder_io
+from common.backupfile.io import handoff, progress
+from common.backupfile.io.folder import FolderStorage
 from common.backupfile.io.hashing import HashingWriter, format_sha512, sha512_of_file
 from common.backupfile.io.storage import backup_file_name
 from common.backupfile.write.pipeline import BackupJob, run_backup
 from common.backupfile.write.sources import Source
 from common.errors import FileSkipped, InsufficientStorage, SourceUnavailable, TaskCanceled
 from tests.tools import require_tool
+from tests.unit.common.backupfile.stored import backup_into
 from tests.unit.common.backupfile.write.test_archive import sample_tree, tree_contents
 
 PASSPHRASE = "correct horse battery staple"
@@ -59,7 +62,8 @@ def backup_dir(tmp_path: Path) -> Path:
 
 
 def job_for(source: Path, backup_dir: Path, **options) -> BackupJob:
-    return BackupJob("b-1", (Source("etc", source),), backup_dir, work_factor=10, **options)
+    return BackupJob("b-1", (Source("etc", source),), FolderStorage(backup_dir), work_factor=10,
+                     **options)
 
 
 def untar_zstd(compressed: bytes, out: Path) -> Path:
@@ -72,7 +76,7 @@ def untar_zstd(compressed: bytes, out: Path) -> Path:
 
 
 def test_plain_backup_round_trips_through_zstd_and_gnu_tar(source, backup_dir, tmp_path):
-    outcome = run_backup(job_for(source, backup_dir), RecordingReporter())
+    outcome = backup_into(job_for(source, backup_dir), RecordingReporter())
     assert outcome.path == backup_dir / "b-1.tar.zst"
     out = untar_zstd(outcome.path.read_bytes(), tmp_path / "out")
     assert tree_contents(out / "etc") == tree_contents(source)
@@ -80,14 +84,14 @@ def test_plain_backup_round_trips_through_zstd_and_gnu_tar(source, backup_dir, t
 
 
 def test_outcome_hash_and_size_describe_the_stored_file(source, backup_dir) -> None:
-    outcome = run_backup(job_for(source, backup_dir), RecordingReporter())
+    outcome = backup_into(job_for(source, backup_dir), RecordingReporter())
     stored = outcome.path.read_bytes()
     assert outcome.hash == format_sha512(hashlib.sha512(stored).digest())
     assert outcome.size == len(stored)
 
 
 def test_outcome_counts_files_and_source_bytes(source, backup_dir) -> None:
-    outcome = run_backup(job_for(source, backup_dir), RecordingReporter())
+    outcome = backup_into(job_for(source, backup_dir), RecordingReporter())
     files = [p for p in source.rglob("*") if p.is_file() and not p.is_symlink()]
     assert outcome.files == len(files)
     assert outcome.source_bytes == sum(p.stat().st_size for p in files)
@@ -95,7 +99,7 @@ def test_outcome_counts_files_and_source_bytes(source, backup_dir) -> None:
 
 
 def test_passphrase_backup_decrypts_to_the_same_tree(source, backup_dir, tmp_path) -> None:
-    outcome = run_backup(job_for(source, backup_dir, passphrase=PASSPHRASE),
+    outcome = backup_into(job_for(source, backup_dir, passphrase=PASSPHRASE),
                          RecordingReporter())
     assert outcome.path.name == "b-1.tar.zst.age"
     with open(outcome.path, "rb") as sealed:
@@ -105,7 +109,7 @@ def test_passphrase_backup_decrypts_to_the_same_tree(source, backup_dir, tmp_pat
 
 
 def test_passphrase_backup_opens_with_another_age_implementation(source, backup_dir) -> None:
-    outcome = run_backup(job_for(source, backup_dir, passphrase=PASSPHRASE),
+    outcome = backup_into(job_for(source, backup_dir, passphrase=PASSPHRASE),
                          RecordingReporter())
     compressed = pyrage.passphrase.decrypt(outcome.path.read_bytes(), PASSPHRASE)
     with open(outcome.path, "rb") as sealed:
@@ -116,7 +120,7 @@ def test_recipient_backup_opens_with_the_age_command(source, backup_dir, tmp_pat
     age = require_tool("age")
     identity, recipient = generate_x25519_identity()
     (tmp_path / "key.txt").write_text(identity + "\n")
-    outcome = run_backup(job_for(source, backup_dir, recipients=(recipient,)),
+    outcome = backup_into(job_for(source, backup_dir, recipients=(recipient,)),
                          RecordingReporter())
     compressed = subprocess.run([age, "-d", "-i", tmp_path / "key.txt", outcome.path],
                                 check=True, capture_output=True).stdout
@@ -144,7 +148,7 @@ def test_backup_folder_inside_a_source_is_not_backed_up(source, tmp_path) -> Non
     inside = source / "backups"
     inside.mkdir()
     (inside / "older.tar.zst").write_bytes(b"old backup")
-    outcome = run_backup(job_for(source, inside), RecordingReporter())
+    outcome = backup_into(job_for(source, inside), RecordingReporter())
     out = untar_zstd(outcome.path.read_bytes(), tmp_path / "out")
     assert not (out / "etc" / "backups").exists()
 
@@ -208,7 +212,7 @@ def test_a_cancel_ends_a_backup_whose_disk_is_stuck(source, backup_dir, monkeypa
         def should_stop(self) -> bool:  # a cancel, asked for once the disk hangs
             return blocked.is_set()
 
-    monkeypatch.setattr(storage.os, "write", stuck_on_the_backup)
+    monkeypatch.setattr(folder_io.os, "write", stuck_on_the_backup)
     with pytest.raises(TaskCanceled):
         run_backup(job_for(source, backup_dir), StopOnceStuck())
     released.set()
@@ -227,7 +231,7 @@ def test_full_disk_fails_with_insufficient_storage_and_leaves_nothing(
         written.append(len(data))
         return real_write(fd, data)
 
-    monkeypatch.setattr(storage.os, "write", write_until_full)
+    monkeypatch.setattr(folder_io.os, "write", write_until_full)
     with pytest.raises(InsufficientStorage):
         run_backup(job_for(source, backup_dir), RecordingReporter())
     assert os.listdir(backup_dir) == []
@@ -270,4 +274,4 @@ def test_backup_file_name_refuses_ids_that_leave_the_folder(unsafe: str) -> None
 def test_job_refuses_a_passphrase_together_with_recipients(tmp_path: Path) -> None:
     _, recipient = generate_x25519_identity()
     with pytest.raises(ValueError):
-        BackupJob("b", (), tmp_path, passphrase="x", recipients=(recipient,))
+        BackupJob("b", (), FolderStorage(tmp_path), passphrase="x", recipients=(recipient,))

@@ -6,9 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from common.backupfile.io import storage
-from common.backupfile.io.storage import AtomicFile, is_temporary_name, remove_orphan_temporaries
+from common.backupfile.io import folder
+from common.backupfile.io.folder import (
+    AtomicFile,
+    FolderStorage,
+    is_temporary_name,
+    remove_orphan_temporaries,
+)
 from common.errors import InsufficientStorage, StorageFailure, TaskCanceled
+from tests.contracts.storage import StorageContract
 
 
 def failing_with(code: int):
@@ -69,7 +75,7 @@ def test_final_file_appearing_meanwhile_is_not_overwritten(tmp_path: Path) -> No
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT])
 def test_no_space_while_writing_is_insufficient_storage(tmp_path, monkeypatch, code) -> None:
     with pytest.raises(InsufficientStorage), AtomicFile(tmp_path / "b") as out:
-        monkeypatch.setattr(storage.os, "write", failing_with(code))
+        monkeypatch.setattr(folder.os, "write", failing_with(code))
         out.write(b"x" * 100)
     assert os.listdir(tmp_path) == []
 
@@ -77,13 +83,13 @@ def test_no_space_while_writing_is_insufficient_storage(tmp_path, monkeypatch, c
 def test_no_space_while_syncing_is_insufficient_storage(tmp_path, monkeypatch) -> None:
     with pytest.raises(InsufficientStorage), AtomicFile(tmp_path / "b") as out:
         out.write(b"x")
-        monkeypatch.setattr(storage.os, "fsync", failing_with(errno.ENOSPC))
+        monkeypatch.setattr(folder.os, "fsync", failing_with(errno.ENOSPC))
     assert os.listdir(tmp_path) == []
 
 
 def test_other_write_errors_are_storage_failures(tmp_path, monkeypatch) -> None:
     with pytest.raises(StorageFailure) as caught, AtomicFile(tmp_path / "b") as out:
-        monkeypatch.setattr(storage.os, "write", failing_with(errno.EIO))
+        monkeypatch.setattr(folder.os, "write", failing_with(errno.EIO))
         out.write(b"x")
     assert caught.value.args_list == [os.strerror(errno.EIO)]
     assert os.listdir(tmp_path) == []
@@ -96,7 +102,7 @@ def test_missing_folder_is_a_storage_failure(tmp_path: Path) -> None:
 
 def test_short_writes_are_completed(tmp_path, monkeypatch) -> None:
     real_write = os.write
-    monkeypatch.setattr(storage.os, "write", lambda fd, data: real_write(fd, data[:3]))
+    monkeypatch.setattr(folder.os, "write", lambda fd, data: real_write(fd, data[:3]))
     with AtomicFile(tmp_path / "b") as out:
         out.write(b"0123456789")
     assert (tmp_path / "b").read_bytes() == b"0123456789"
@@ -120,3 +126,20 @@ def test_orphan_temporaries_older_than_the_limit_are_removed(tmp_path: Path) -> 
     os.utime(kept, (hour_ago, hour_ago))
     assert remove_orphan_temporaries(tmp_path, older_than_seconds=600) == [old]
     assert sorted(os.listdir(tmp_path)) == sorted([recent.name, kept.name])
+
+
+class TestFolderStorage(StorageContract):
+    @pytest.fixture
+    def storage(self, tmp_path):
+        storage = FolderStorage(tmp_path / "backups")
+        storage.prepare()
+        return storage
+
+    def test_prepare_makes_a_private_folder(self, tmp_path):
+        FolderStorage(tmp_path / "new").prepare()
+        assert stat.S_IMODE((tmp_path / "new").stat().st_mode) == 0o700
+
+    def test_unfinished_writes_of_a_dead_attempt_count_as_leftovers(self, storage):
+        (storage.folder / ".b-1.tar.zst.age.0011223344556677.part").write_bytes(b"half")
+        assert storage.remove_leftovers("b-1") == 1
+        assert os.listdir(storage.folder) == []

@@ -1,0 +1,87 @@
+"""What every backup storage promises its callers, as tests each backend's suite inherits.
+
+A subclass provides a `storage` fixture (an empty, prepared BackupStorage); the folder runs
+these in the unit tests, the object store in the integration tests.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from common.backupfile.io.storage import BackupStorage
+from common.errors import StorageFailure
+
+NAME = "b-1.tar.zst.age"
+
+
+def store_bytes(storage: BackupStorage, name: str, *parts: bytes) -> None:
+    with storage.create(name) as out:
+        for part in parts:
+            out.write(part)
+
+
+def read_all(storage: BackupStorage, name: str) -> bytes:
+    with storage.open(name) as opened:
+        return opened.stream.read()
+
+
+class StorageContract:
+    def test_a_stored_file_reads_back_whole_with_its_size(self, storage):
+        store_bytes(storage, NAME, b"age-", b"x" * 100_000)
+        with storage.open(NAME) as opened:
+            assert opened.size == 100_004
+            assert opened.stream.read() == b"age-" + b"x" * 100_000
+
+    def test_an_opened_file_can_be_peeked_at_before_reading(self, storage):
+        store_bytes(storage, NAME, b"age-encryption.org/v1\nrest")
+        with storage.open(NAME) as opened:
+            assert opened.stream.peek(4)[:4] == b"age-"
+            assert opened.stream.read(3) == b"age"
+
+    def test_a_failed_write_leaves_nothing_under_any_name(self, storage):
+        with pytest.raises(RuntimeError), storage.create(NAME) as out:
+            out.write(b"half a backup")
+            raise RuntimeError("the pipeline failed")
+        assert storage.stat(NAME) is None
+        assert list(storage.list()) == []
+        assert storage.remove_orphans(0) == []
+
+    def test_a_second_write_of_a_stored_name_fails_and_keeps_the_first(self, storage):
+        store_bytes(storage, NAME, b"first")
+        with pytest.raises(StorageFailure):
+            store_bytes(storage, NAME, b"second")
+        assert read_all(storage, NAME) == b"first"
+
+    def test_stat_gives_size_and_time_of_a_stored_file(self, storage):
+        store_bytes(storage, NAME, b"12345")
+        found = storage.stat(NAME)
+        assert (found.name, found.size) == (NAME, 5)
+        assert found.modified_ms > 1_600_000_000_000
+
+    def test_missing_file_is_none_on_stat_and_file_not_found_on_open(self, storage):
+        assert storage.stat(NAME) is None
+        with pytest.raises(FileNotFoundError), storage.open(NAME):
+            pass
+
+    def test_list_holds_finished_backups_only(self, storage):
+        store_bytes(storage, "b-2.tar.zst", b"plain")
+        store_bytes(storage, NAME, b"sealed")
+        assert sorted(o.name for o in storage.list()) == ["b-1.tar.zst.age", "b-2.tar.zst"]
+
+    def test_delete_removes_and_a_second_delete_is_quiet(self, storage):
+        store_bytes(storage, NAME, b"x")
+        storage.delete(NAME)
+        storage.delete(NAME)
+        assert storage.stat(NAME) is None
+
+    def test_leftovers_of_one_backup_go_and_others_stay(self, storage):
+        store_bytes(storage, NAME, b"stored but never listed")
+        store_bytes(storage, "b-2.tar.zst", b"another backup")
+        assert storage.remove_leftovers("b-1") == 1
+        assert [o.name for o in storage.list()] == ["b-2.tar.zst"]
+
+    def test_names_that_leave_the_storage_are_not_found(self, storage):
+        for name in ("../b-1.tar.zst", "x/../../etc/passwd", ".hidden.tar.zst", ""):
+            assert storage.stat(name) is None
+            with pytest.raises(FileNotFoundError), storage.open(name):
+                pass

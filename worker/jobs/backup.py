@@ -1,0 +1,38 @@
+"""A backup: the configured sources into one stored file, listed when the task succeeds."""
+
+from __future__ import annotations
+
+from common.backupfile.io.progress import Reporter
+from common.backupfile.io.storage import backup_file_name
+from common.backupfile.write.pipeline import BackupJob, run_backup
+from common.backupfile.write.sources import Source
+from worker.context import WorkerContext
+from worker.jobs.base import Finish, Task, secrets_of
+
+
+def run(ctx: WorkerContext, task: Task, reporter: Reporter) -> Finish:
+    outcome = run_backup(_job(ctx, task), reporter)
+    info = {"id": outcome.backup_id, "generatedOn": outcome.generated_on, "hash": outcome.hash}
+    row = {**info, "file": outcome.file_name, "size": outcome.size,
+           "encrypted": int(outcome.file_name == backup_file_name(outcome.backup_id, True)),
+           "taskId": task["id"], "files": outcome.files, "sourceBytes": outcome.source_bytes,
+           "kind": task.get("kind") or "manual"}
+    return Finish(info, backup=row, discard=outcome.file_name)
+
+
+def _job(ctx: WorkerContext, task: Task) -> BackupJob:
+    settings = ctx.settings
+    ctx.storage.prepare()
+    # What the service keeps itself is never part of a backup.
+    own = (settings.backup_dir, settings.restore_dir, settings.data_dir / "redis")
+    return BackupJob(
+        backup_id=task["backupId"],
+        sources=tuple(Source(s.name, s.path) for s in settings.sources),
+        storage=ctx.storage,
+        passphrase=secrets_of(ctx, task).get("password"),
+        recipients=tuple(task.get("recipients") or ()),
+        exclude=own,
+        zstd_level=settings.zstd_level,
+        zstd_threads=settings.zstd_threads,
+        work_factor=settings.scrypt_work_factor,
+    )
