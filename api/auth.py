@@ -5,7 +5,6 @@ from __future__ import annotations
 import hmac
 from dataclasses import dataclass
 from functools import wraps
-from typing import Any
 
 from flask import g, request
 
@@ -13,6 +12,7 @@ from api.services import app_services
 from common import logs
 from common.errors import Forbidden, NotAuthenticated
 from common.secrecy import token_digest
+from common.tasks import TaskRow
 
 TOKEN_HEADER = "X-VCAV-Auth"
 ADMIN_ROLE = "ADMINISTRATORS"
@@ -36,7 +36,7 @@ def current_caller() -> Caller:
     return g.caller
 
 
-def caller_and_task(task_id: str) -> tuple[Caller, dict[str, Any] | None]:
+def caller_and_task(task_id: str) -> tuple[Caller, TaskRow | None]:
     """current_caller and a task row, read together in one round trip when the request has
     not authenticated yet: the task poll is the call clients make most."""
     if "caller" in g:
@@ -45,7 +45,7 @@ def caller_and_task(task_id: str) -> tuple[Caller, dict[str, Any] | None]:
     return g.caller, task
 
 
-def _authenticate(task_id: str | None) -> tuple[Caller, dict[str, Any] | None]:
+def _authenticate(task_id: str | None) -> tuple[Caller, TaskRow | None]:
     token = request.headers.get(TOKEN_HEADER, "")
     if not token or len(token) > 512:
         raise NotAuthenticated()

@@ -48,12 +48,12 @@ def start_backup(backup_id: str, body: dict):
     password, recipients = _check_password(body.get("password")), body.get("recipients")
     row = tasks.new_backup_task(caller.user, backup_id,
                                 encrypted=bool(password or recipients),
-                                operation_id=g.get("operation_id"))
-    row["recipients"] = recipients or []
+                                operation_id=g.get("operation_id"),
+                                recipients=recipients or [])
     created = services.starter.backup(row, backup_id, {"password": password or ""})
     if created.outcome != "created":  # a repeated client-chosen id: that backup's own task
         return services.store.get_task(created.task_id), 202, location(created.task_id)
-    return row, 202, location(row["id"])
+    return row, 202, location(row.id)
 
 
 @blp.route("")
@@ -95,7 +95,7 @@ class Backup(MethodView):
     def delete(self, backup_id: uuid.UUID):
         """Delete a backup and free its space; a download in flight still completes."""
         task = files.delete_backup(str(backup_id))
-        return task, 202, location(task["id"])
+        return task, 202, location(task.id)
 
 
 @blp.route("/cookie/<uuid:backup_id>")

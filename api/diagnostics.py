@@ -13,6 +13,7 @@ import importlib.metadata
 import logging
 import os
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -33,6 +34,7 @@ from common import tasks
 from common.clock import now_ms
 from common.errors import DatabaseUnavailable, HealthCheckFailed, WorkerUnavailable
 from common.states import TaskState
+from common.tasks import TaskRow
 
 log = logging.getLogger("h4backup.api")
 
@@ -134,13 +136,12 @@ def cloud_health_info(services, about: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _ended(task: dict[str, Any], result: dict | None, error: dict | None) -> dict[str, Any]:
+def _ended(task: TaskRow, result: dict | None, error: dict | None) -> TaskRow:
     now = now_ms()
-    state = TaskState.FAILED if error else TaskState.SUCCEEDED
-    task.update(state=state.value, endTime=now, lastUpdated=now, result=result, error=error,
-                resultType=None if error else "CloudHealthInfo",
-                progress=0 if error else 100)
-    return task
+    return replace(task, state=TaskState.FAILED if error else TaskState.SUCCEEDED,
+                   end_time=now, last_updated=now, result=result, error=error,
+                   result_type=None if error else "CloudHealthInfo",
+                   progress=0 if error else 100)
 
 
 def run_health_check():
@@ -157,7 +158,7 @@ def run_health_check():
         log.exception("the health check failed")
         task = _ended(task, None, HealthCheckFailed(type(exc).__name__).to_api_error())
     services.store.record_finished_task(task)
-    return task, 202, location(task["id"])
+    return task, 202, location(task.id)
 
 
 @blp.route("/about")

@@ -11,6 +11,7 @@ from marshmallow import fields, validate
 
 from common.kinds import BACKUP, KINDS, ResultField, TaskKind
 from common.schedules import parse_cron
+from common.tasks import TaskRow
 
 
 class StrictSchema(ma.Schema):
@@ -208,6 +209,12 @@ class ApiTaskSchema(ma.Schema):
     user = fields.String()
     warnings = fields.List(fields.Nested(ApiErrorSchema))
     workflowInfo = fields.Nested(WorkflowInfoSchema)
+
+    @ma.pre_dump
+    def _as_document(self, task, **_kwargs):
+        """Views answer with the TaskRow they read; its ApiTask document is what is shown (a
+        row's own fields, such as attempts or backupId, never are). None stays None."""
+        return task.document() if isinstance(task, TaskRow) else task
 
 
 class CookieSchema(ma.Schema):

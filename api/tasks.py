@@ -14,16 +14,24 @@ from api.media import RESPONSE_TYPE
 from api.schemas import ApiTaskSchema, TaskListQuerySchema, TaskListSchema
 from api.services import app_services
 from common.errors import Conflict, Forbidden, TaskCanceled, TaskNotFound
+from common.tasks import TaskRow
 
 blp = Blueprint("tasks", __name__, url_prefix="/tasks", description="Long-running operations.")
 
-TaskRow = dict[str, Any]
+# Queries filter and sort by the ApiTask's names; the row's attributes are snake_case.
+_ATTRIBUTES = {"state": "state", "type": "type", "resourceId": "resource_id",
+               "operationID": "operation_id", "startTime": "start_time", "endTime": "end_time",
+               "lastUpdated": "last_updated", "progress": "progress", "user": "user"}
+
+
+def _value(task: TaskRow, name: str) -> Any:
+    return getattr(task, _ATTRIBUTES[name])
 
 
 def visible_task(task_id: str) -> TaskRow:
     """The task if the caller may see it; another user's task is as good as missing."""
     caller, task = caller_and_task(task_id)
-    if task is None or not (caller.is_admin or task["user"] == caller.user):
+    if task is None or not (caller.is_admin or task.user == caller.user):
         raise TaskNotFound(task_id)
     return task
 
@@ -45,11 +53,10 @@ def _filters(query: dict[str, Any]) -> list[Callable[[TaskRow], bool]]:
         checks.append(lambda _t: False)  # every task runs on the one local site
     if "ids" in query:
         ids = {part.strip() for part in query["ids"].split(",") if part.strip()}
-        checks.append(lambda t: t["id"] in ids)
-    for name, field in (("state", "state"), ("type", "type"), ("resourceId", "resourceId"),
-                        ("operationID", "operationID")):
+        checks.append(lambda t: t.id in ids)
+    for name in ("state", "type", "resourceId", "operationID"):
         if name in query:
-            checks.append(lambda t, f=field, v=query[name]: t.get(f) == v)
+            checks.append(lambda t, n=name, v=query[name]: _value(t, n) == v)
     for name, field, before in (("startTimeBefore", "startTime", True),
                                 ("startTimeAfter", "startTime", False),
                                 ("endTimeBefore", "endTime", True),
@@ -62,14 +69,13 @@ def _filters(query: dict[str, Any]) -> list[Callable[[TaskRow], bool]]:
 def _time_check(field: str, limit: int, before: bool) -> Callable[[TaskRow], bool]:
     if before:
         # A running task has no end time yet (-1): it has not ended before anything.
-        return lambda t: 0 <= t[field] < limit
-    return lambda t: t[field] > limit
+        return lambda t: 0 <= _value(t, field) < limit
+    return lambda t: _value(t, field) > limit
 
 
 def _sorted(items: list[TaskRow], sort: str) -> list[TaskRow]:
     field = sort.lstrip("+-")
-    return sorted(items, key=lambda t: (t.get(field) is None, t.get(field), t["id"]),
-                  reverse=sort.startswith("-"))
+    return sorted(items, key=lambda t: (_value(t, field), t.id), reverse=sort.startswith("-"))
 
 
 @blp.route("")
@@ -104,6 +110,6 @@ class TaskCancel(MethodView):
         A task that has already ended is a 409."""
         task = visible_task(str(task_id))
         store = app_services().store
-        if store.request_cancel(task["id"], TaskCanceled().to_api_error()) == "final":
-            raise Conflict(f"Task {task['id']} has already ended.")
-        return store.get_task(task["id"])
+        if store.request_cancel(task.id, TaskCanceled().to_api_error()) == "final":
+            raise Conflict(f"Task {task.id} has already ended.")
+        return store.get_task(task.id)

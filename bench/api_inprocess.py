@@ -73,7 +73,7 @@ def lean_app(store, idle: int) -> Flask:
     def task(task_id) -> dict[str, object]:
         digest = token_digest(request.headers["X-VCAV-Auth"])
         _session, row = store.touch_session_and_get_task(digest, idle, str(task_id))
-        return row
+        return row.document()
 
     return app
 

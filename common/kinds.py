@@ -8,7 +8,10 @@ Plain data only: the CLI client imports this module, and must not pull in server
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from common.tasks import TaskRow
 
 # JSON types a result field may have ("uuid" is a string the API documents as a UUID).
 FIELD_TYPES = ("string", "uuid", "integer", "boolean")
@@ -76,12 +79,14 @@ class TaskKind:
     def result_names(self) -> list[str]:
         return [field.name for field in self.result]
 
-    def check_arguments(self, row: dict[str, Any], secret: dict[str, str]) -> None:
+    def check_arguments(self, row: TaskRow, secret: dict[str, str]) -> None:
         """ValueError unless the row holds every argument the handler reads and the secret
         only what may travel sealed: a route that forgot one fails when it starts the task,
-        not in a worker later."""
+        not in a worker later. Arguments are named as the row's hash fields, which is what
+        a worker reads back."""
+        written = row.to_hash()
         missing = [a.name for a in self.arguments
-                   if not a.sealed and not a.optional and a.name not in row]
+                   if not a.sealed and not a.optional and a.name not in written]
         unsealable = set(secret) - {a.name for a in self.arguments if a.sealed}
         if missing or unsealable:
             raise ValueError(f"{self.name} task: missing {missing}, "
@@ -143,9 +148,9 @@ VERIFY = TaskKind(
 KINDS: dict[str, TaskKind] = {kind.name: kind for kind in (BACKUP, RESTORE, VERIFY)}
 
 
-def kind_of(row: dict[str, Any]) -> TaskKind | None:
+def kind_of(row: TaskRow) -> TaskKind | None:
     """The kind a worker runs for this row, or None for a row no worker runs."""
-    return KINDS.get(row.get("type") or "")
+    return KINDS.get(row.type)
 
 
 def kind_with_result(result_type: str | None) -> TaskKind | None:

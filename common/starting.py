@@ -11,19 +11,17 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from common.celery_app import TaskMessage
 from common.config import Settings
 from common.errors import BackupQuotaExceeded, TooManyTasks
 from common.kinds import KINDS
 from common.store import Created, Store
-from common.tasks import SECRET_TTL_SECONDS
+from common.tasks import SECRET_TTL_SECONDS, TaskRow
 from common.transit import TransitSealer
 
 # The message that runs a task: (Celery task name, task id) -> message.
 MessageFor = Callable[[str, str], TaskMessage]
-Row = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -33,7 +31,7 @@ class TaskStarter:
     message_for: MessageFor
     sealer: TransitSealer | None = None
 
-    def backup(self, row: Row, backup_id: str, secret: dict[str, str] | None = None,
+    def backup(self, row: TaskRow, backup_id: str, secret: dict[str, str] | None = None,
                queue: bool = True) -> Created:
         """A task that stores a backup, counted against the quota. Without `queue` the caller
         stores it itself (an import). A repeated backup id gives that backup's own task."""
@@ -44,32 +42,32 @@ class TaskStarter:
         if created.outcome == "quota":
             raise BackupQuotaExceeded(self.settings.backup_quota, created.count)
         if created.outcome == "user_busy":
-            raise TooManyTasks(row["user"], created.count)
+            raise TooManyTasks(row.user, created.count)
         return created
 
-    def task(self, row: Row, secret: dict[str, str] | None = None) -> Created:
+    def task(self, row: TaskRow, secret: dict[str, str] | None = None) -> Created:
         """A task for a worker that stores no backup (restore, verify): the user's cap only."""
         created = self.store.create_task(row, self.settings.user_task_cap,
                                          self._seal(row, secret), SECRET_TTL_SECONDS,
                                          self._message(row))
         if created.outcome == "user_busy":
-            raise TooManyTasks(row["user"], created.count)
+            raise TooManyTasks(row.user, created.count)
         return created
 
-    def record(self, row: Row) -> Created:
+    def record(self, row: TaskRow) -> Created:
         """A task its caller runs and ends at once (a delete, a refused scheduled run)."""
         return self.store.create_task(row)
 
-    def _message(self, row: Row) -> TaskMessage:
-        return self.message_for(KINDS[row["type"]].celery_task, row["id"])
+    def _message(self, row: TaskRow) -> TaskMessage:
+        return self.message_for(KINDS[row.type].celery_task, row.id)
 
-    def _seal(self, row: Row, secret: dict[str, str] | None) -> str | None:
+    def _seal(self, row: TaskRow, secret: dict[str, str] | None) -> str | None:
         secret = {k: v for k, v in (secret or {}).items() if v}
-        kind = KINDS.get(row["type"])
+        kind = KINDS.get(row.type)
         if kind is not None:
             kind.check_arguments(row, secret)
         if not secret:
             return None
         if self.sealer is None:
             raise ValueError("this starter has no transit key to seal a secret with")
-        return self.sealer.seal(json.dumps(secret), row["id"])
+        return self.sealer.seal(json.dumps(secret), row.id)

@@ -16,14 +16,13 @@ from common.store.codec import (
     RUNNING_KEY,
     Created,
     _allowed_from,
-    _decode_task,
     _dump,
-    _encode_task,
     _flatten,
     _payload,
     _queue_key,
     _scalar,
 )
+from common.tasks import TaskRow
 
 if TYPE_CHECKING:
     from common.celery_app import TaskMessage
@@ -55,35 +54,35 @@ class TaskRows:
 
     # --- tasks -----------------------------------------------------------------------------
 
-    def create_backup_task(self, task: dict[str, Any], backup_id: str, quota: int,
+    def create_backup_task(self, task: TaskRow, backup_id: str, quota: int,
                            sealed_password: str | None, secret_ttl: int,
                            user_cap: int = 1_000_000,
                            message: TaskMessage | None = None) -> Created:
         """Write a new backup task row unless its id is taken, the quota is full, or the user
         already runs `user_cap` tasks; with a message, queue it in the same step."""
-        keys = [self.task_key(task["id"]), f"{PREFIX}tasks", self._user_tasks_key(task["user"]),
+        keys = [self.task_key(task.id), f"{PREFIX}tasks", self._user_tasks_key(task.user),
                 f"{PREFIX}backups", f"{PREFIX}backups:pending",
-                f"{PREFIX}backup-task:{backup_id}", self._secret_key(task["id"]),
-                RUNNING_KEY, self._user_running_key(task["user"]), task_metrics.KEY,
+                f"{PREFIX}backup-task:{backup_id}", self._secret_key(task.id),
+                RUNNING_KEY, self._user_running_key(task.user), task_metrics.KEY,
                 *_queue_key(message)]
-        args = [_payload(message), quota, task["id"], task["startTime"], backup_id,
-                sealed_password or "", secret_ttl, user_cap, *_flatten(_encode_task(task))]
+        args = [_payload(message), quota, task.id, task.start_time, backup_id,
+                sealed_password or "", secret_ttl, user_cap, *_flatten(task.to_hash())]
         outcome, value = self._create_backup_task(keys=keys, args=args)
         if outcome in ("quota", "user_busy"):
             return Created(outcome, count=int(value))
         return Created(outcome, task_id=value)
 
-    def create_task(self, task: dict[str, Any], user_cap: int | None = None,
+    def create_task(self, task: TaskRow, user_cap: int | None = None,
                     sealed_password: str | None = None, secret_ttl: int = 3600,
                     message: TaskMessage | None = None) -> Created:
         """Write a new task row (with its sealed password), unless the user is at the cap;
         with a message, queue it in the same step."""
-        keys = [self.task_key(task["id"]), f"{PREFIX}tasks", self._user_tasks_key(task["user"]),
-                RUNNING_KEY, self._user_running_key(task["user"]), self._secret_key(task["id"]),
+        keys = [self.task_key(task.id), f"{PREFIX}tasks", self._user_tasks_key(task.user),
+                RUNNING_KEY, self._user_running_key(task.user), self._secret_key(task.id),
                 task_metrics.KEY, *_queue_key(message)]
-        args = [_payload(message), task["id"], task["startTime"],
+        args = [_payload(message), task.id, task.start_time,
                 "" if user_cap is None else user_cap, sealed_password or "", secret_ttl,
-                *_flatten(_encode_task(task))]
+                *_flatten(task.to_hash())]
         outcome, value = self._create_task(keys=keys, args=args)
         if outcome == "user_busy":
             return Created(outcome, count=int(value))
@@ -125,24 +124,24 @@ class TaskRows:
     def pong(self, nonce: str) -> str | None:
         return self.redis.get(f"{PREFIX}health:{nonce}")
 
-    def record_finished_task(self, task: dict[str, Any]) -> None:
+    def record_finished_task(self, task: TaskRow) -> None:
         """Write a task that ended before it was accepted (a synchronous check), in its final
         state: listed like any task and kept as long, never running, never queued."""
-        if task["state"] not in FINAL_STATES:
-            raise ValueError(f"task {task['id']} is not finished: {task['state']}")
-        key = self.task_key(task["id"])
+        if task.state not in FINAL_STATES:
+            raise ValueError(f"task {task.id} is not finished: {task.state}")
+        key = self.task_key(task.id)
         with self.redis.pipeline() as pipe:
-            pipe.hset(key, mapping=_encode_task(task))
+            pipe.hset(key, mapping=task.to_hash())
             pipe.expire(key, self.task_ttl)
-            pipe.zadd(f"{PREFIX}tasks", {task["id"]: task["startTime"]})
-            pipe.zadd(self._user_tasks_key(task["user"]), {task["id"]: task["startTime"]})
+            pipe.zadd(f"{PREFIX}tasks", {task.id: task.start_time})
+            pipe.zadd(self._user_tasks_key(task.user), {task.id: task.start_time})
             pipe.execute()
 
-    def get_task(self, task_id: str) -> dict[str, Any] | None:
+    def get_task(self, task_id: str) -> TaskRow | None:
         row = self.redis.hgetall(self.task_key(task_id))
-        return _decode_task(row) if row else None
+        return TaskRow.from_hash(row) if row else None
 
-    def list_tasks(self, user: str | None = None) -> list[dict[str, Any]]:
+    def list_tasks(self, user: str | None = None) -> list[TaskRow]:
         """Tasks newest first, of one user or of all; ids whose row expired are dropped."""
         index = self._user_tasks_key(user) if user else f"{PREFIX}tasks"
         ids = self.redis.zrevrange(index, 0, -1)
@@ -153,7 +152,7 @@ class TaskRows:
         gone = [task_id for task_id, row in zip(ids, rows, strict=True) if not row]
         if gone:
             self.redis.zrem(index, *gone)
-        return [_decode_task(row) for row in rows if row]
+        return [TaskRow.from_hash(row) for row in rows if row]
 
     def record_progress(self, task_id: str, percent: int) -> bool:
         """Raise a running task's progress; never lowers it, never past 99, never after the end."""

@@ -10,10 +10,10 @@ import redis
 from common.clock import now_ms
 from common.store.codec import (
     PREFIX,
-    _decode_task,
     _new_generation,
     _pairs,
 )
+from common.tasks import TaskRow
 
 
 class UsersAndSessions:
@@ -72,7 +72,7 @@ class UsersAndSessions:
 
     def touch_session_and_get_task(
         self, digest: str, idle: int, task_id: str | None,
-    ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    ) -> tuple[dict[str, Any] | None, TaskRow | None]:
         """The session for a token digest, its idle timer restarted (None when expired or its
         user changed), and with a task id that task, in one round trip; no task without a
         session."""
@@ -83,7 +83,7 @@ class UsersAndSessions:
         if not session:
             return None, None
         session = _pairs(session)
-        task = _decode_task(_pairs(rows[0])) if rows and rows[0] else None
+        task = TaskRow.from_hash(_pairs(rows[0])) if rows and rows[0] else None
         return {"digest": session["digest"], "user": session["user"],
                 "roles": json.loads(session["roles"])}, task
 

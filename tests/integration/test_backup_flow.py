@@ -136,7 +136,7 @@ def test_late_progress_write_cannot_reopen_finished_task(finished_backup, servic
     store = Store.from_url(service.redis.url)
     assert not store.record_progress(task_id, 10)
     assert not store.fail(task_id, {"code": "Late"})
-    assert store.get_task(task_id)["state"] == "SUCCEEDED"
+    assert store.get_task(task_id).state == "SUCCEEDED"
 
 
 def test_unencrypted_backup_is_plain_tar_zst(service, source_tree, tmp_path):

@@ -18,7 +18,7 @@ def listed(settings, store):
     settings.backup_dir.mkdir(parents=True, exist_ok=True)
     (settings.backup_dir / f"{backup_id}.tar.zst.age").write_bytes(b"age")
     info = {"id": backup_id, "generatedOn": 1, "hash": "SHA-512:00"}
-    store.succeed(row["id"], info, "BackupInfo",
+    store.succeed(row.id, info, "BackupInfo",
                   backup={**info, "file": f"{backup_id}.tar.zst.age", "size": 3})
     return backup_id
 
@@ -63,7 +63,7 @@ def test_backup_to_recipients_is_accepted_and_bad_keys_are_400(client, store):
     _, recipient = generate_x25519_identity()
     headers = login(client)
     task = client.post("/backups", json={"recipients": [recipient]}, headers=headers).get_json()
-    assert store.get_task(task["id"])["recipients"] == [recipient]
+    assert store.get_task(task["id"]).recipients == [recipient]
     bad = client.post("/backups", json={"recipients": ["age1nope"]}, headers=headers)
     assert bad.status_code == 400
     both = client.post("/backups", json={"recipients": [recipient], "password": "p"},

@@ -29,7 +29,7 @@ def backup(settings, store):
     digest = hashlib.sha512(CONTENT).digest()
     info = {"id": backup_id, "generatedOn": 1_700_000_000_000,
             "hash": "SHA-512:" + ":".join(f"{b:02X}" for b in digest)}
-    store.succeed(row["id"], info, "BackupInfo", backup={**info, "file": name,
+    store.succeed(row.id, info, "BackupInfo", backup={**info, "file": name,
                                                          "size": len(CONTENT)})
     return info
 

@@ -10,6 +10,7 @@ import redis
 from api import create_app, diagnostics
 from common.config import SettingsError, load_settings
 from common.secrecy import hash_password
+from common.tasks import new_task
 from tests.conftest import login
 
 ABOUT_FIELDS = {"buildDate", "buildVersion", "instanceId", "productName", "serviceType"}
@@ -157,7 +158,7 @@ def test_health_tasks_are_not_running_tasks(client, store, worker_answers):
 
 def test_recording_a_running_task_is_refused(store):
     with pytest.raises(ValueError):
-        store.record_finished_task({"id": "x", "state": "RUNNING"})
+        store.record_finished_task(new_task("admin", "health", "CLOUD", "x"))
 
 
 # --- GET /sites ------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from common.kinds import (
     kind_of,
     kind_with_result,
 )
-from common.tasks import new_backup_task
+from common.tasks import new_backup_task, new_task
 from tests.conftest import login
 from worker import jobs, tasks
 from worker.app import celery
@@ -39,9 +39,12 @@ def test_every_kind_has_its_celery_task_under_its_name():
 
 
 def test_rows_no_worker_runs_have_no_kind():
-    assert kind_of({"type": "deleteBackup"}) is None and kind_of({}) is None
-    assert kind_of({"type": "backup"}).stores_backup
-    assert not kind_of({"type": "restore"}).stores_backup
+    def row(kind: str):
+        return new_task("admin", kind, "backup", "b1")
+
+    assert kind_of(row("deleteBackup")) is None and kind_of(row("")) is None
+    assert kind_of(row("backup")).stores_backup
+    assert not kind_of(row("restore")).stores_backup
 
 
 # --- results ---------------------------------------------------------------------------------
@@ -142,7 +145,7 @@ def listed(settings, store):
     settings.backup_dir.mkdir(parents=True, exist_ok=True)
     (settings.backup_dir / f"{backup_id}.tar.zst.age").write_bytes(b"age")
     info = {"id": backup_id, "generatedOn": 1, "hash": "SHA-512:00"}
-    store.succeed(row["id"], info, "BackupInfo",
+    store.succeed(row.id, info, "BackupInfo",
                   backup={**info, "file": f"{backup_id}.tar.zst.age", "size": 3})
     return backup_id
 
@@ -165,16 +168,17 @@ def test_rows_the_api_writes_carry_the_kinds_arguments(app, client, store, liste
     task_id = _started(client, listed, name, body)
     row, secret = store.get_task(task_id), _secret(app, store, task_id)
     in_row = [a.name for a in kind.arguments if not a.sealed and not a.optional]
-    assert set(in_row) <= set(row), in_row
+    assert set(in_row) <= set(row.to_hash()), in_row
     assert secret == body and set(secret) <= {a.name for a in kind.arguments if a.sealed}
 
 
 
 def test_a_row_without_an_argument_its_handler_reads_is_refused():
     with pytest.raises(ValueError, match="backupId"):
-        kinds.VERIFY.check_arguments({"type": "verify"}, {})
+        kinds.VERIFY.check_arguments(new_task("admin", "verify", "backup", "b"), {})
 
 
 def test_a_secret_the_kind_does_not_seal_is_refused():
     with pytest.raises(ValueError, match="token"):
-        kinds.VERIFY.check_arguments({"backupId": "b"}, {"token": "x"})
+        kinds.VERIFY.check_arguments(
+            new_task("admin", "verify", "backup", "b", backup_id="b"), {"token": "x"})

@@ -27,7 +27,7 @@ def test_finished_backup_counts_duration_and_bytes(store):
 
     row = new_backup_task("admin", "b1", encrypted=False)
     store.create_backup_task(row, "b1", 10, None, 60)
-    store.succeed(row["id"], {"id": "b1"}, "BackupInfo",
+    store.succeed(row.id, {"id": "b1"}, "BackupInfo",
                   backup={"id": "b1", "generatedOn": 1, "hash": "h", "file": "f", "size": 4096})
     figures = store.redis.hgetall("h4:metrics")
     assert figures["backup:succeeded"] == "1" and figures["backup:bytes"] == "4096"

@@ -19,26 +19,26 @@ def starter(store, settings, dispatcher):
 
 def _backup_row(user="admin"):
     row = new_backup_task(user, "b-" + user, encrypted=True)
-    return row, row["backupId"]
+    return row, row.backup_id
 
 
 def test_a_backup_is_written_with_its_message_and_its_sealed_password(starter, store):
     row, backup_id = _backup_row()
     assert starter.backup(row, backup_id, {"password": "Pa$$"}).outcome == "created"
-    assert queued(store) == [(GENERATE_BACKUP, [row["id"]])]
-    sealed = store.sealed_password(row["id"])
+    assert queued(store) == [(GENERATE_BACKUP, [row.id])]
+    sealed = store.sealed_password(row.id)
     assert sealed and "Pa$$" not in sealed
-    assert starter.sealer.open(sealed, row["id"]) == '{"password": "Pa$$"}'
+    assert starter.sealer.open(sealed, row.id) == '{"password": "Pa$$"}'
 
 
 def test_over_the_quota_nothing_is_written(starter, store, settings):
     for n in range(settings.backup_quota):
         row = new_backup_task("admin", f"b{n}", encrypted=False)
-        starter.backup(row, row["backupId"])
+        starter.backup(row, row.backup_id)
     row = new_backup_task("admin", "one-too-many", encrypted=False)
     with pytest.raises(BackupQuotaExceeded):
-        starter.backup(row, row["backupId"])
-    assert store.get_task(row["id"]) is None and len(queued(store)) == settings.backup_quota
+        starter.backup(row, row.backup_id)
+    assert store.get_task(row.id) is None and len(queued(store)) == settings.backup_quota
 
 
 def _due_every_hour(store):
@@ -48,7 +48,7 @@ def _due_every_hour(store):
 def test_a_due_scheduled_backup_is_queued_with_its_row(starter, store):
     _due_every_hour(store)
     task_id = schedule.tick(starter, now=10**13)
-    assert store.get_task(task_id)["state"] == "RUNNING"
+    assert store.get_task(task_id).state == "RUNNING"
     assert queued(store) == [(GENERATE_BACKUP, [task_id])]
 
 
@@ -68,7 +68,7 @@ def test_a_refused_scheduled_run_is_a_failed_task(starter, store, settings):
     _due_every_hour(store)
     for n in range(settings.backup_quota):
         row = new_backup_task("admin", f"b{n}", encrypted=False)
-        starter.backup(row, row["backupId"])
+        starter.backup(row, row.backup_id)
     assert schedule.tick(starter, now=10**13) is None
-    (refused,) = [t for t in store.list_tasks() if t["user"] == schedule.SCHEDULER_USER]
-    assert (refused["state"], refused["error"]["code"]) == ("FAILED", "BackupQuotaExceeded")
+    (refused,) = [t for t in store.list_tasks() if t.user == schedule.SCHEDULER_USER]
+    assert (refused.state, refused.error["code"]) == ("FAILED", "BackupQuotaExceeded")

@@ -15,38 +15,38 @@ def _create(store, backup_id="b1", quota=10, user="admin"):
 def test_created_task_is_running_with_progress_zero(store):
     _row, created = _create(store)
     task = store.get_task(created.task_id)
-    assert (task["state"], task["progress"], task["endTime"]) == ("RUNNING", 0, -1)
-    assert task["result"] is None and task["resultType"] is None and task["warnings"] == []
+    assert (task.state, task.progress, task.end_time) == ("RUNNING", 0, -1)
+    assert task.result is None and task.result_type is None and task.warnings == []
 
 
 def test_progress_only_rises_and_stops_below_100(store):
     row, _ = _create(store)
-    assert store.record_progress(row["id"], 40)
-    assert not store.record_progress(row["id"], 30)
-    store.record_progress(row["id"], 100)
-    assert store.get_task(row["id"])["progress"] == 99
+    assert store.record_progress(row.id, 40)
+    assert not store.record_progress(row.id, 30)
+    store.record_progress(row.id, 100)
+    assert store.get_task(row.id).progress == 99
 
 
 def test_late_progress_cannot_touch_finished_task(store):
     row, _ = _create(store)
-    assert store.succeed(row["id"], {"id": "b1"}, "BackupInfo")
-    assert not store.record_progress(row["id"], 50)
-    assert not store.fail(row["id"], {"code": "X"})
-    task = store.get_task(row["id"])
-    assert (task["state"], task["progress"], task["error"]) == ("SUCCEEDED", 100, None)
+    assert store.succeed(row.id, {"id": "b1"}, "BackupInfo")
+    assert not store.record_progress(row.id, 50)
+    assert not store.fail(row.id, {"code": "X"})
+    task = store.get_task(row.id)
+    assert (task.state, task.progress, task.error) == ("SUCCEEDED", 100, None)
 
 
 def test_failed_task_is_final(store):
     row, _ = _create(store)
-    assert store.fail(row["id"], {"code": "WorkerLost"})
-    assert not store.succeed(row["id"], {"id": "b1"}, "BackupInfo")
-    assert store.get_task(row["id"])["state"] == "FAILED"
+    assert store.fail(row.id, {"code": "WorkerLost"})
+    assert not store.succeed(row.id, {"id": "b1"}, "BackupInfo")
+    assert store.get_task(row.id).state == "FAILED"
 
 
 def test_finished_task_row_expires(store):
     row, _ = _create(store)
-    store.fail(row["id"], {"code": "X"})
-    assert 0 < store.redis.ttl(store.task_key(row["id"])) <= 60
+    store.fail(row.id, {"code": "X"})
+    assert 0 < store.redis.ttl(store.task_key(row.id)) <= 60
 
 
 def test_transition_table_allows_only_moves_out_of_running():
@@ -58,7 +58,7 @@ def test_transition_table_allows_only_moves_out_of_running():
 def test_repeated_backup_id_returns_the_same_task(store):
     first, _created = _create(store, "same")
     _, again = _create(store, "same")
-    assert (again.outcome, again.task_id) == ("exists", first["id"])
+    assert (again.outcome, again.task_id) == ("exists", first.id)
 
 
 def test_quota_counts_backups_in_progress(store):
@@ -71,60 +71,60 @@ def test_quota_counts_backups_in_progress(store):
 def test_success_lists_backup_atomically_and_frees_pending_slot(store):
     row, _ = _create(store, "b1")
     backup = {"id": "b1", "generatedOn": 5, "hash": "SHA-512:00", "file": "b1.tar.zst", "size": 9}
-    store.succeed(row["id"], {"id": "b1"}, "BackupInfo", backup=backup)
+    store.succeed(row.id, {"id": "b1"}, "BackupInfo", backup=backup)
     assert [b["id"] for b in store.list_backups()] == ["b1"]
     assert store.redis.scard("h4:backups:pending") == 0
 
 
 def test_failure_releases_backup_id_for_a_retry(store):
     row, _ = _create(store, "b1")
-    store.fail(row["id"], {"code": "X"})
+    store.fail(row.id, {"code": "X"})
     _, again = _create(store, "b1")
-    assert again.outcome == "created" and again.task_id != row["id"]
+    assert again.outcome == "created" and again.task_id != row.id
 
 
 def test_sealed_password_is_gone_when_task_ends(store):
     row = new_backup_task("admin", "b1", encrypted=True)
     store.create_backup_task(row, "b1", 10, "sealed-bytes", 60)
-    assert store.sealed_password(row["id"]) == "sealed-bytes"
-    store.fail(row["id"], {"code": "X"})
-    assert store.sealed_password(row["id"]) is None
+    assert store.sealed_password(row.id) == "sealed-bytes"
+    store.fail(row.id, {"code": "X"})
+    assert store.sealed_password(row.id) is None
 
 
 def test_claim_is_exclusive_and_counts_attempts(store):
     row, _ = _create(store)
-    assert store.claim(row["id"], "w1", 30) == ("claimed", 1)
-    assert store.claim(row["id"], "w2", 30) == ("busy", 0)
-    store.redis.delete(f"h4:task:{row['id']}:lease")
-    assert store.claim(row["id"], "w2", 30) == ("claimed", 2)
-    assert not store.renew_lease(row["id"], "w1", 30)
+    assert store.claim(row.id, "w1", 30) == ("claimed", 1)
+    assert store.claim(row.id, "w2", 30) == ("busy", 0)
+    store.redis.delete(f"h4:task:{row.id}:lease")
+    assert store.claim(row.id, "w2", 30) == ("claimed", 2)
+    assert not store.renew_lease(row.id, "w1", 30)
 
 
 def test_claim_of_finished_task_is_refused(store):
     row, _ = _create(store)
-    store.fail(row["id"], {"code": "X"})
-    assert store.claim(row["id"], "w1", 30) == ("final", 0)
+    store.fail(row.id, {"code": "X"})
+    assert store.claim(row.id, "w1", 30) == ("final", 0)
 
 
 def test_warnings_are_appended_while_running_only(store):
     row, _ = _create(store)
-    assert store.add_warning(row["id"], {"code": "FileChanged", "args": ["a"]})
-    store.fail(row["id"], {"code": "X"})
-    assert not store.add_warning(row["id"], {"code": "FileChanged", "args": ["b"]})
-    assert [w["args"] for w in store.get_task(row["id"])["warnings"]] == [["a"]]
+    assert store.add_warning(row.id, {"code": "FileChanged", "args": ["a"]})
+    store.fail(row.id, {"code": "X"})
+    assert not store.add_warning(row.id, {"code": "FileChanged", "args": ["b"]})
+    assert [w["args"] for w in store.get_task(row.id).warnings] == [["a"]]
 
 
 def test_list_tasks_filters_by_user_and_drops_expired(store):
     mine, _ = _create(store, "b1", user="alice")
     _create(store, "b2", user="bob")
-    assert [t["id"] for t in store.list_tasks("alice")] == [mine["id"]]
-    store.redis.delete(store.task_key(mine["id"]))
+    assert [t.id for t in store.list_tasks("alice")] == [mine.id]
+    store.redis.delete(store.task_key(mine.id))
     assert store.list_tasks("alice") == []
 
 
 def test_unlist_backup_frees_id_and_quota_slot(store):
     row, _ = _create(store, "b1", quota=1)
-    store.succeed(row["id"], {"id": "b1"}, "BackupInfo",
+    store.succeed(row.id, {"id": "b1"}, "BackupInfo",
                   backup={"id": "b1", "generatedOn": 1, "hash": "h", "file": "b1.tar.zst"})
     assert store.unlist_backup("b1")["file"] == "b1.tar.zst"
     assert store.list_backups() == [] and store.unlist_backup("b1") is None
@@ -139,35 +139,35 @@ def test_cookie_works_once(store):
 
 def test_requeue_is_marked_once_per_attempt(store):
     row, _ = _create(store)
-    store.claim(row["id"], "w1", 30)
-    assert store.mark_requeued(row["id"], 1)
-    assert not store.mark_requeued(row["id"], 1)
-    assert store.mark_requeued(row["id"], 2)
+    store.claim(row.id, "w1", 30)
+    assert store.mark_requeued(row.id, 1)
+    assert not store.mark_requeued(row.id, 1)
+    assert store.mark_requeued(row.id, 2)
 
 
 def test_running_index_follows_task_life(store):
     row, _ = _create(store)
-    store.claim(row["id"], "w1", 30)
-    assert store.running_task_ids() == [row["id"]] and store.active_leases() == 1
-    store.succeed(row["id"], None, None)
+    store.claim(row.id, "w1", 30)
+    assert store.running_task_ids() == [row.id] and store.active_leases() == 1
+    store.succeed(row.id, None, None)
     assert store.running_task_ids() == [] and store.active_leases() == 0
 
 
 def test_cancel_of_unclaimed_task_ends_it_at_once(store):
     row, _ = _create(store)
-    assert store.request_cancel(row["id"], {"code": "TaskCanceled"}) == "ended"
-    assert store.get_task(row["id"])["error"]["code"] == "TaskCanceled"
-    assert store.claim(row["id"], "w1", 30) == ("final", 0)
+    assert store.request_cancel(row.id, {"code": "TaskCanceled"}) == "ended"
+    assert store.get_task(row.id).error["code"] == "TaskCanceled"
+    assert store.claim(row.id, "w1", 30) == ("final", 0)
 
 
 def test_cancel_of_claimed_task_flags_it_for_its_worker(store):
     row, _ = _create(store)
-    store.claim(row["id"], "w1", 30)
-    assert store.request_cancel(row["id"], {"code": "TaskCanceled"}) == "flagged"
-    assert store.cancel_requested(row["id"]) and store.get_task(row["id"])["state"] == "RUNNING"
-    store.fail(row["id"], {"code": "TaskCanceled"})
-    assert not store.cancel_requested(row["id"])
-    assert store.request_cancel(row["id"], {"code": "TaskCanceled"}) == "final"
+    store.claim(row.id, "w1", 30)
+    assert store.request_cancel(row.id, {"code": "TaskCanceled"}) == "flagged"
+    assert store.cancel_requested(row.id) and store.get_task(row.id).state == "RUNNING"
+    store.fail(row.id, {"code": "TaskCanceled"})
+    assert not store.cancel_requested(row.id)
+    assert store.request_cancel(row.id, {"code": "TaskCanceled"}) == "final"
 
 
 def test_schedule_slot_is_taken_once(store):
@@ -183,9 +183,9 @@ def _message(task_id: str) -> TaskMessage:
 
 def test_created_backup_task_and_its_message_land_together(store):
     row = new_backup_task("admin", "b1", encrypted=False)
-    created = store.create_backup_task(row, "b1", 10, None, 60, message=_message(row["id"]))
+    created = store.create_backup_task(row, "b1", 10, None, 60, message=_message(row.id))
     assert created.outcome == "created"
-    assert store.redis.lrange("h4backup", 0, -1) == [json.dumps({"task": row["id"]})]
+    assert store.redis.lrange("h4backup", 0, -1) == [json.dumps({"task": row.id})]
 
 
 @pytest.mark.parametrize("quota, existing, outcome", [(0, False, "quota"),
@@ -194,18 +194,18 @@ def test_refused_or_repeated_backup_task_queues_nothing(store, quota, existing, 
     if existing:
         _create(store, "b1")
     row = new_backup_task("admin", "b1", encrypted=False)
-    created = store.create_backup_task(row, "b1", quota, None, 60, message=_message(row["id"]))
+    created = store.create_backup_task(row, "b1", quota, None, 60, message=_message(row.id))
     assert created.outcome == outcome
     assert store.redis.llen("h4backup") == 0
 
 
 def test_task_over_the_user_cap_queues_nothing(store):
     first = new_backup_task("admin", "b1", encrypted=False)
-    store.create_task(first, user_cap=1, message=_message(first["id"]))
+    store.create_task(first, user_cap=1, message=_message(first.id))
     second = new_backup_task("admin", "b2", encrypted=False)
-    assert store.create_task(second, user_cap=1, message=_message(second["id"])).outcome == (
+    assert store.create_task(second, user_cap=1, message=_message(second.id)).outcome == (
         "user_busy")
-    assert store.redis.lrange("h4backup", 0, -1) == [json.dumps({"task": first["id"]})]
+    assert store.redis.lrange("h4backup", 0, -1) == [json.dumps({"task": first.id})]
 
 
 def test_session_and_task_read_together_restart_the_idle_timer(store):
@@ -213,15 +213,15 @@ def test_session_and_task_read_together_restart_the_idle_timer(store):
     row, _ = _create(store)
     store.create_session("d1", "admin", ["ADMINISTRATORS"], idle=30)
     store.redis.expire("h4:session:d1", 5)
-    session, task = store.touch_session_and_get_task("d1", 30, row["id"])
+    session, task = store.touch_session_and_get_task("d1", 30, row.id)
     assert session == {"digest": "d1", "user": "admin", "roles": ["ADMINISTRATORS"]}
-    assert task == store.get_task(row["id"])
+    assert task == store.get_task(row.id)
     assert store.redis.ttl("h4:session:d1") > 5
 
 
 def test_no_task_comes_back_without_a_session(store):
     row, _ = _create(store)
-    assert store.touch_session_and_get_task("missing", 30, row["id"]) == (None, None)
+    assert store.touch_session_and_get_task("missing", 30, row.id) == (None, None)
 
 
 def test_session_with_a_missing_task_gives_no_task(store):
