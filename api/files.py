@@ -7,6 +7,7 @@ import io
 import logging
 import tarfile
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -15,6 +16,7 @@ from flask import Response, g, send_file
 
 from api.auth import current_caller
 from api.services import app_services
+from api.streaming import stream_backup
 from common import tasks
 from common.backupfile.format.age import (
     AGE_MAGIC,
@@ -24,8 +26,18 @@ from common.backupfile.format.age import (
     generate_x25519_identity,
 )
 from common.backupfile.io.hashing import plain_hex
-from common.errors import BackupNotFound, BadUserInput, InvalidDownloadCookie, StorageFailure
+from common.backupfile.io.storage import StoredObject
+from common.clock import now_ms
+from common.errors import (
+    BackupLocked,
+    BackupNotFound,
+    BadUserInput,
+    H4Error,
+    InvalidDownloadCookie,
+    StorageFailure,
+)
 from common.secrecy import new_token, token_digest
+from common.tasks import TaskRow
 
 log = logging.getLogger("h4backup.api")
 
@@ -39,15 +51,16 @@ _AGE_NONCE, _AGE_TAG = 16, 16
 _AGE_SEALED_CHUNK = (64 << 10) + _AGE_TAG
 
 
-def stored_backup(backup_id: str) -> dict:
-    """A listed backup whose file is stored; anything else is BackupNotFound."""
+def stored_backup(backup_id: str) -> tuple[dict, StoredObject]:
+    """A listed backup and its stored file; anything else is BackupNotFound."""
     services = app_services()
     backup = services.store.get_backup(backup_id)
     if backup is None or not _safe_name(backup.get("file", "")):
         raise BackupNotFound(backup_id)
-    if services.storage.stat(backup["file"]) is None:
+    stored = services.storage.stat(backup["file"])
+    if stored is None:
         raise BackupNotFound(backup_id)
-    return backup
+    return backup, stored
 
 
 def _safe_name(name: str) -> bool:
@@ -56,13 +69,19 @@ def _safe_name(name: str) -> bool:
 
 def download(backup_id: str) -> Response:
     """The stored bytes, with Content-Length, an ETag from the SHA-512, and byte ranges."""
-    backup = stored_backup(backup_id)
-    path = app_services().storage.local_folder() / backup["file"]
-    # The file is opened before the response starts: a delete during the download unlinks
-    # the name, and the downloader still receives every byte of the open file.
-    response = send_file(path, mimetype="application/octet-stream", as_attachment=True,
-                         download_name=backup["file"], conditional=True,
-                         etag=_etag(backup["hash"]), last_modified=backup["generatedOn"] / 1000)
+    backup, stored = stored_backup(backup_id)
+    storage = app_services().storage
+    folder = storage.local_folder()
+    if folder is None:
+        response = stream_backup(storage, stored, _etag(backup["hash"]), backup["file"],
+                                 backup["generatedOn"])
+    else:
+        # The file is opened before the response starts: a delete during the download
+        # unlinks the name, and the downloader still receives every byte of the open file.
+        response = send_file(folder / backup["file"], mimetype="application/octet-stream",
+                             as_attachment=True, download_name=backup["file"],
+                             conditional=True, etag=_etag(backup["hash"]),
+                             last_modified=backup["generatedOn"] / 1000)
     response.headers["X-Content-SHA512"] = backup["hash"]
     return response
 
@@ -85,27 +104,39 @@ def download_with_cookie(backup_id: str, cookie: str) -> Response:
     return download(backup_id)
 
 
-def delete_backup(backup_id: str) -> dict:
-    """Unlist the backup, then free its disk space; the task records how that went."""
+def delete_backup(backup_id: str) -> TaskRow | None:
+    """Unlist the backup, then free its space; the task records how that went. A backup under
+    object lock is refused (409 BackupLocked) and stays listed."""
     services = app_services()
-    stored_backup(backup_id)
+    _, stored = stored_backup(backup_id)
+    _refuse_locked(backup_id, stored)
     row = tasks.new_task(current_caller().user, "deleteBackup", "backup", backup_id,
                          operation_id=g.get("operation_id"))
     services.starter.record(row)
     backup = services.store.unlist_backup(backup_id)
     if backup is None:
-        services.store.fail(row["id"], BackupNotFound(backup_id).to_api_error())
+        services.store.fail(row.id, BackupNotFound(backup_id).to_api_error())
     else:
-        _remove_file(services, row["id"], backup["file"])
-    return services.store.get_task(row["id"])
+        _remove_file(services, row.id, backup)
+    return services.store.get_task(row.id)
 
 
-def _remove_file(services, task_id: str, name: str) -> None:
+def _refuse_locked(backup_id: str, stored: StoredObject) -> None:
+    if stored.locked_until_ms is not None and stored.locked_until_ms > now_ms():
+        until = datetime.fromtimestamp(stored.locked_until_ms / 1000, UTC)
+        raise BackupLocked(backup_id, until.isoformat(timespec="seconds"))
+
+
+def _remove_file(services, task_id: str, backup: dict) -> None:
+    """Remove the file and its record; when the storage refuses, the backup is listed again,
+    so that the catalogue still says what the storage holds."""
     try:
-        services.storage.delete(name)
-    except OSError as exc:
-        log.error("could not remove %s: %s", name, exc.strerror)
-        services.store.fail(task_id, StorageFailure(exc.strerror).to_api_error())
+        services.storage.delete_backup(backup["id"], backup["file"])
+    except (OSError, H4Error) as exc:
+        error = exc if isinstance(exc, H4Error) else StorageFailure(exc.strerror or str(exc))
+        log.error("could not remove %s: %s", backup["file"], error.msg)
+        services.store.relist_backup(backup)
+        services.store.fail(task_id, error.to_api_error())
         return
     services.store.succeed(task_id, None, None)
 

@@ -20,7 +20,8 @@ from common import tasks
 from common.backupfile.io.hashing import format_sha512
 from common.backupfile.io.storage import backup_file_name
 from common.clock import now_ms
-from common.errors import BadUserInput, InsufficientStorage, PayloadTooLarge, StorageFailure
+from common.errors import BadUserInput, H4Error, PayloadTooLarge, StorageFailure
+from common.records import record_of
 
 log = logging.getLogger("h4backup.api")
 
@@ -35,10 +36,9 @@ def start_worker_task(kind: str, backup_id: str, secret: dict[str, str]):
     services = app_services()
     files.stored_backup(backup_id)
     row = tasks.new_task(current_caller().user, kind, "backup", backup_id,
-                         operation_id=g.get("operation_id"))
-    row["backupId"] = backup_id
+                         operation_id=g.get("operation_id"), backup_id=backup_id)
     services.starter.task(row, secret)
-    return services.store.get_task(row["id"]), 202, location(row["id"])
+    return services.store.get_task(row.id), 202, location(row.id)
 
 
 @blp.route("/<uuid:backup_id>/restore")
@@ -75,19 +75,28 @@ def import_backup(expected_hash: str | None):
     services = app_services()
     backup_id = str(uuid.uuid4())
     row = tasks.new_task(current_caller().user, "import", "backup", backup_id,
-                         operation_id=g.get("operation_id"))
-    row["backupId"] = backup_id
+                         operation_id=g.get("operation_id"), backup_id=backup_id)
     services.starter.backup(row, backup_id, queue=False)  # stored here, by this request
     try:
         backup = _receive(services, backup_id, expected_hash)
+        services.storage.write_record(backup_id, record_of(
+            backup, user=row.user, operation_id=row.operation_id))
     except Exception as exc:
-        error = exc if isinstance(exc, BadUserInput | PayloadTooLarge | StorageFailure
-                                  | InsufficientStorage) else StorageFailure(type(exc).__name__)
-        services.store.fail(row["id"], error.to_api_error())
+        error = exc if isinstance(exc, H4Error) else StorageFailure(type(exc).__name__)
+        _forget(services, backup_id)
+        services.store.fail(row.id, error.to_api_error())
         raise error from None
     info = {k: backup[k] for k in ("id", "generatedOn", "hash")}
-    services.store.succeed(row["id"], info, "BackupInfo", backup=backup)
-    return services.store.get_task(row["id"]), 202, location(row["id"])
+    services.store.succeed(row.id, info, "BackupInfo", backup=backup)
+    return services.store.get_task(row.id), 202, location(row.id)
+
+
+def _forget(services, backup_id: str) -> None:
+    """What a failed import stored goes with it; the reaper's sweep is there if this fails."""
+    try:
+        services.storage.remove_leftovers(backup_id)
+    except (OSError, H4Error) as error:
+        log.warning("could not remove what import %s left: %s", backup_id, error)
 
 
 def _receive(services, backup_id: str, expected_hash: str | None) -> dict:

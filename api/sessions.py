@@ -11,6 +11,7 @@ from api.auth import TOKEN_HEADER, current_caller
 from api.blueprint import Blueprint
 from api.schemas import SessionDetailsSchema, SessionRequestSchema
 from api.services import app_services
+from common.bootstrap import ensure_admin
 from common.config import Settings
 from common.errors import InvalidCredentials, TooManyRequests
 from common.secrecy import check_password, new_token, token_digest
@@ -67,6 +68,16 @@ def _hold_back(settings: Settings, store: Store, user: str) -> list[str]:
     return keys
 
 
+def _user(services, name: str) -> dict | None:
+    """The user's record. The administrator's comes back from its settings when Redis lost it
+    (a flush, a lost volume): otherwise nobody could log in until the API restarted."""
+    user = services.store.get_user(name)
+    if user is None and name == services.settings.admin_user:
+        ensure_admin(services.store, services.settings)
+        user = services.store.get_user(name)
+    return user
+
+
 def session_details(user: str, roles: list[str]) -> dict:
     return {"user": user, "roles": list(roles), "authenticatedSites": []}
 
@@ -84,7 +95,7 @@ class Sessions(MethodView):
         services = app_services()
         settings, store = services.settings, services.store
         counted = _hold_back(settings, store, body["localUser"])
-        user = store.get_user(body["localUser"])
+        user = _user(services, body["localUser"])
         stored = user["password"] if user else _DUMMY_HASH
         if not check_password(body["localPassword"], stored) or user is None:
             store.note_login_failure(counted, settings.login_window_seconds)

@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from cli.client import json_flag, register
 from cli.errors import EXIT_CODES_HELP, ClientError
+from cli.server.catalogue import add_catalogue_commands
 from cli.server.keys import add_key_commands
 from common.config import SettingsError, load_settings
 
@@ -42,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     _user_commands(commands)
     _session_commands(commands)
     add_key_commands(commands)
+    add_catalogue_commands(commands)
     register(commands)
     return parser
 

@@ -41,8 +41,17 @@ def transit_sealer(settings: Settings) -> TransitSealer:
 
 
 def backup_storage(settings: Settings) -> BackupStorage:
-    """Where this service keeps its backup files."""
-    return FolderStorage(settings.backup_dir)
+    """Where this service keeps its backup files: the folder, or the object store."""
+    s3 = settings.s3
+    if s3 is None:
+        return FolderStorage(settings.backup_dir)
+    # Imported here: boto3 takes a while to load, and a folder deployment never needs it.
+    from common.backupfile.io.s3 import S3Options, S3Storage
+
+    return S3Storage(S3Options(
+        bucket=s3.bucket, endpoint=s3.endpoint, prefix=s3.prefix, region=s3.region,
+        access_key=s3.access_key, secret_key=s3.secret_key, lock_mode=s3.lock_mode,
+        lock_days=s3.lock_days))
 
 
 def admin_password_file(settings: Settings) -> Path:

@@ -12,18 +12,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from common.envvars import SettingsError, env_bool, env_int, env_path, env_secret
+from common.storage_settings import S3Settings, load_s3_settings
+
 DEFAULT_PORT = 8046  # vCDA's API port
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 SOURCE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 RESERVED_SOURCE_NAMES = {".", "..", "h4backup-manifest.jsonl"}
-
-
-class SettingsError(ValueError):
-    """A setting has a value the service cannot run with."""
-
-    def __init__(self, name: str, problem: str) -> None:
-        super().__init__(f"{name}: {problem}")
-        self.name = name
 
 
 @dataclass(frozen=True)
@@ -77,6 +72,7 @@ class Settings:
     health_cache_seconds: float = 2.0
     debug: bool = False
     log_level: str = "INFO"
+    s3: S3Settings | None = None  # None: backups in backup_dir
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -93,36 +89,6 @@ class Settings:
 def default_data_dir(env: Mapping[str, str]) -> Path:
     base = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "h4backup"
-
-
-def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(name, f"expected a whole number, got {raw!r}") from None
-    if not low <= value <= high:
-        raise SettingsError(name, f"must be between {low} and {high}, got {value}")
-    return value
-
-
-def _bool(env: Mapping[str, str], name: str) -> bool:
-    raw = env.get(name, "").strip().lower()
-    if raw in ("", "0", "false", "no", "off"):
-        return False
-    if raw in ("1", "true", "yes", "on"):
-        return True
-    raise SettingsError(name, f"expected true or false, got {raw!r}")
-
-
-def _path(env: Mapping[str, str], name: str, default: Path) -> Path:
-    raw = env.get(name, "").strip()
-    path = Path(raw).expanduser() if raw else default
-    if not path.is_absolute():
-        path = Path.cwd() / path
-    return path
 
 
 def parse_sources(raw: str, name: str = "H4_SOURCES") -> tuple[SourceSetting, ...]:
@@ -197,17 +163,6 @@ def _tls_files(env: Mapping[str, str]) -> dict[str, Path | None]:
             "tls_key_file": Path(given["H4_TLS_KEY_FILE"])}
 
 
-def _secret(env: Mapping[str, str], name: str) -> str | None:
-    """A secret from NAME or from the file named by NAME_FILE (docker secrets)."""
-    file_name = env.get(f"{name}_FILE", "").strip()
-    if file_name:
-        try:
-            return Path(file_name).read_text().rstrip("\r\n")
-        except OSError as exc:
-            raise SettingsError(f"{name}_FILE", f"cannot read {file_name}: {exc}") from None
-    return env.get(name) or None
-
-
 def _redis_url(env: Mapping[str, str]) -> str | None:
     url = env.get("H4_REDIS_URL", "").strip()
     if url and not url.startswith(("redis://", "rediss://", "unix://")):
@@ -218,7 +173,7 @@ def _redis_url(env: Mapping[str, str]) -> str | None:
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read every setting once; raise SettingsError naming the first bad one."""
     env = os.environ if env is None else env
-    data_dir = _path(env, "H4_DATA_DIR", default_data_dir(env))
+    data_dir = env_path(env, "H4_DATA_DIR", default_data_dir(env))
     level = env.get("H4_LOG_LEVEL", "INFO").strip().upper() or "INFO"
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise SettingsError("H4_LOG_LEVEL", f"use DEBUG, INFO, WARNING or ERROR, not {level!r}")
@@ -232,42 +187,43 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     return Settings(
         redis_url=_redis_url(env),
         data_dir=data_dir,
-        backup_dir=_path(env, "H4_BACKUP_DIR", data_dir / "backups"),
-        restore_dir=_path(env, "H4_RESTORE_DIR", data_dir / "restores"),
+        backup_dir=env_path(env, "H4_BACKUP_DIR", data_dir / "backups"),
+        restore_dir=env_path(env, "H4_RESTORE_DIR", data_dir / "restores"),
         sources=sources or (SourceSetting("config", data_dir / "config"),),
         admin_user=admin_user,
-        admin_password=_secret(env, "H4_ADMIN_PASSWORD"),
+        admin_password=env_secret(env, "H4_ADMIN_PASSWORD"),
         transit_keys=_transit_keys(env),
         transit_key_file=_transit_key_file(env),
         host=env.get("H4_HOST", "127.0.0.1").strip() or "127.0.0.1",
-        port=_int(env, "H4_PORT", DEFAULT_PORT, 1, 65535),
-        session_idle_seconds=_int(env, "H4_SESSION_IDLE_SECONDS", 1800, 10, 7 * 24 * 3600),
-        task_ttl_seconds=_int(env, "H4_TASK_TTL_SECONDS", 7 * 24 * 3600, 60, 365 * 24 * 3600),
-        backup_quota=_int(env, "H4_BACKUP_QUOTA", 24, 1, 100000),
-        max_body_bytes=_int(env, "H4_MAX_BODY_BYTES", 64 * 1024, 1024, 64 * 1024 * 1024),
-        max_import_bytes=_int(env, "H4_MAX_IMPORT_BYTES", 64 * 1024**3, 1024, 2**50),
-        zstd_level=_int(env, "H4_ZSTD_LEVEL", 1, 1, 19),
-        zstd_threads=_int(env, "H4_ZSTD_THREADS", 2, 0, 64),
-        scrypt_work_factor=_int(env, "H4_SCRYPT_WORK_FACTOR", 18, 10, 22),
-        user_task_cap=_int(env, "H4_USER_TASK_CAP", 8, 1, 100000),
-        login_failures_per_user=_int(env, "H4_LOGIN_FAILURES_PER_USER", 5, 1, 10000),
-        login_failures_per_address=_int(env, "H4_LOGIN_FAILURES_PER_ADDRESS", 20, 1, 100000),
-        login_window_seconds=_int(env, "H4_LOGIN_WINDOW_SECONDS", 300, 1, 86400),
-        login_delay_ms=_int(env, "H4_LOGIN_DELAY_MS", 250, 0, 10000),
-        login_delay_max_ms=_int(env, "H4_LOGIN_DELAY_MAX_MS", 3000, 0, 30000),
-        lease_seconds=_int(env, "H4_LEASE_SECONDS", 30, 3, 3600),
-        max_attempts=_int(env, "H4_MAX_ATTEMPTS", 3, 1, 100),
-        api_workers=_int(env, "H4_API_WORKERS", 2, 1, 64),
-        worker_concurrency=_int(env, "H4_WORKER_CONCURRENCY", 1, 1, 64),
-        header_timeout_seconds=_int(env, "H4_HEADER_TIMEOUT_SECONDS", 10, 1, 300),
-        client_idle_seconds=_int(env, "H4_CLIENT_IDLE_SECONDS", 30, 1, 3600),
-        body_timeout_seconds=_int(env, "H4_BODY_TIMEOUT_SECONDS", 30, 1, 3600),
-        connections_per_address=_int(env, "H4_CONNECTIONS_PER_ADDRESS", 32, 1, 100000),
-        proxy_hops=_int(env, "H4_PROXY_HOPS", 0, 0, 10),
+        port=env_int(env, "H4_PORT", DEFAULT_PORT, 1, 65535),
+        session_idle_seconds=env_int(env, "H4_SESSION_IDLE_SECONDS", 1800, 10, 7 * 24 * 3600),
+        task_ttl_seconds=env_int(env, "H4_TASK_TTL_SECONDS", 7 * 24 * 3600, 60, 365 * 24 * 3600),
+        backup_quota=env_int(env, "H4_BACKUP_QUOTA", 24, 1, 100000),
+        max_body_bytes=env_int(env, "H4_MAX_BODY_BYTES", 64 * 1024, 1024, 64 * 1024 * 1024),
+        max_import_bytes=env_int(env, "H4_MAX_IMPORT_BYTES", 64 * 1024**3, 1024, 2**50),
+        zstd_level=env_int(env, "H4_ZSTD_LEVEL", 1, 1, 19),
+        zstd_threads=env_int(env, "H4_ZSTD_THREADS", 2, 0, 64),
+        scrypt_work_factor=env_int(env, "H4_SCRYPT_WORK_FACTOR", 18, 10, 22),
+        user_task_cap=env_int(env, "H4_USER_TASK_CAP", 8, 1, 100000),
+        login_failures_per_user=env_int(env, "H4_LOGIN_FAILURES_PER_USER", 5, 1, 10000),
+        login_failures_per_address=env_int(env, "H4_LOGIN_FAILURES_PER_ADDRESS", 20, 1, 100000),
+        login_window_seconds=env_int(env, "H4_LOGIN_WINDOW_SECONDS", 300, 1, 86400),
+        login_delay_ms=env_int(env, "H4_LOGIN_DELAY_MS", 250, 0, 10000),
+        login_delay_max_ms=env_int(env, "H4_LOGIN_DELAY_MAX_MS", 3000, 0, 30000),
+        lease_seconds=env_int(env, "H4_LEASE_SECONDS", 30, 3, 3600),
+        max_attempts=env_int(env, "H4_MAX_ATTEMPTS", 3, 1, 100),
+        api_workers=env_int(env, "H4_API_WORKERS", 2, 1, 64),
+        worker_concurrency=env_int(env, "H4_WORKER_CONCURRENCY", 1, 1, 64),
+        header_timeout_seconds=env_int(env, "H4_HEADER_TIMEOUT_SECONDS", 10, 1, 300),
+        client_idle_seconds=env_int(env, "H4_CLIENT_IDLE_SECONDS", 30, 1, 3600),
+        body_timeout_seconds=env_int(env, "H4_BODY_TIMEOUT_SECONDS", 30, 1, 3600),
+        connections_per_address=env_int(env, "H4_CONNECTIONS_PER_ADDRESS", 32, 1, 100000),
+        proxy_hops=env_int(env, "H4_PROXY_HOPS", 0, 0, 10),
         tls=_tls_on(env),
         **_tls_files(env),
-        metrics_token=_secret(env, "H4_METRICS_TOKEN"),
+        metrics_token=env_secret(env, "H4_METRICS_TOKEN"),
         site_name=site_name,
-        debug=_bool(env, "H4_DEBUG"),
+        debug=env_bool(env, "H4_DEBUG"),
         log_level=level,
+        s3=load_s3_settings(env),
     )

@@ -158,6 +158,33 @@ class StorageFailure(H4Error):
     code, status, template = "StorageFailure", 500, "Could not write the backup file: {0}"
 
 
+class StorageUnavailable(H4Error):
+    code, status = "StorageUnavailable", 503
+    template = "The backup store at {0} does not answer: {1}"
+
+
+class StorageAccessDenied(H4Error):
+    code, status = "StorageAccessDenied", 503
+    template = ("The backup store at {0} refused the service's credentials ({1}); check "
+                "H4_S3_ACCESS_KEY_FILE and H4_S3_SECRET_KEY_FILE, or AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY.")
+
+
+class StorageBucketMissing(H4Error):
+    code, status = "StorageBucketMissing", 503
+    template = "The bucket {0} does not exist at {1}; create it, or set H4_S3_BUCKET."
+
+
+class StorageQuotaExceeded(H4Error):
+    code, status = "StorageQuotaExceeded", 507
+    template = "The backup store at {0} is full or over its quota: {1}"
+
+
+class BackupLocked(H4Error):
+    code, status = "BackupLocked", 409
+    template = "Backup {0} is under object lock until {1} and cannot be deleted before then."
+
+
 class PasswordUnavailable(H4Error):
     code, status = "PasswordUnavailable", 409
     template = ("The task's password is no longer available ({0}); start the task again with "

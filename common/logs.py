@@ -41,10 +41,17 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, ensure_ascii=False)
 
 
+_CHATTY_LIBRARIES = ("botocore", "boto3", "s3transfer", "urllib3")
+
+
 def configure_logging(component: str, level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(component))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # Their DEBUG lines are every HTTP request to the object store, with headers and retries:
+    # too many to read, and signed requests have no place in the logs.
+    for chatty in _CHATTY_LIBRARIES:
+        logging.getLogger(chatty).setLevel(max(logging.INFO, logging.getLevelName(level)))
     logging.captureWarnings(True)  # warnings become JSON lines too, not bare stderr text

@@ -16,10 +16,12 @@ from pathlib import Path
 
 from common.backupfile.io.folder import remove_orphan_temporaries
 from common.backupfile.io.storage import BackupStorage
-from common.errors import WorkerLost
+from common.errors import H4Error, WorkerLost
 from common.kinds import BACKUP, RESTORE, kind_of
+from common.reconcile import reconcile
 from common.states import TaskState
 from common.store import Store
+from common.tasks import TaskRow
 
 log = logging.getLogger("h4backup.worker")
 
@@ -40,35 +42,63 @@ def reap(store: Store, requeue: Callable[[str, str], None], max_attempts: int,
         task = store.get_task(task_id)
         if not _lost(store, task):
             continue
-        if task["attempts"] >= max_attempts:
+        if task.attempts >= max_attempts:
             _give_up(store, task, storage, report)
-        elif store.mark_requeued(task_id, task["attempts"]):
+        elif store.mark_requeued(task_id, task.attempts):
             log.warning("task %s lost its worker (attempt %d); sending it again",
-                        task_id, task["attempts"])
-            requeue(task_id, task.get("type") or BACKUP.name)
+                        task_id, task.attempts)
+            requeue(task_id, task.type or BACKUP.name)
             report.requeued.append(task_id)
     return report
 
 
-def _lost(store: Store, task: dict | None) -> bool:
-    if task is None or task["state"] != TaskState.RUNNING:
+def _lost(store: Store, task: TaskRow | None) -> bool:
+    if task is None or task.state != TaskState.RUNNING:
         return False
-    return task.get("attempts", 0) > 0 and not store.has_lease(task["id"])
+    return task.attempts > 0 and not store.has_lease(task.id)
 
 
-def _give_up(store: Store, task: dict, storage: BackupStorage, report: ReapReport) -> None:
-    log.error("task %s lost its worker %d times; giving up", task["id"], task["attempts"])
-    if store.fail(task["id"], WorkerLost().to_api_error()):
-        report.failed.append(task["id"])
+def _give_up(store: Store, task: TaskRow, storage: BackupStorage, report: ReapReport) -> None:
+    log.error("task %s lost its worker %d times; giving up", task.id, task.attempts)
+    if store.fail(task.id, WorkerLost().to_api_error()):
+        report.failed.append(task.id)
     kind = kind_of(task)
-    if kind and kind.stores_backup and task.get("backupId"):
+    if kind and kind.stores_backup and task.backup_id:
         # The task is FAILED now, so its backup will never be listed: what its attempts left
         # (unfinished writes, a file stored but never listed) goes.
-        storage.remove_leftovers(task["backupId"])
+        try:
+            storage.remove_leftovers(task.backup_id)
+        except (H4Error, OSError) as error:
+            # The task is ended either way; the next sweep finds unfinished writes.
+            log.warning("task %s: what its attempts left stays for now: %s", task.id, error)
+
+
+def check_catalogue(store: Store, storage: BackupStorage) -> None:
+    """Rebuild the catalogue from the storage once Redis has lost it (flushed, or started on
+    an empty volume): until then no stored backup would be listed, downloadable or
+    restorable. Cheap otherwise: one EXISTS."""
+    if store.catalogue_checked():
+        return
+    try:
+        report = reconcile(store, storage)
+    except (H4Error, OSError) as error:
+        # Tried again on the next run, a few seconds later; the reaping must go on meanwhile.
+        log.warning("the catalogue could not be rebuilt from %s yet: %s", storage.location,
+                    error)
+        return
+    changed = report.relisted or report.dropped or report.unrecorded
+    log.log(logging.WARNING if changed else logging.INFO,
+            "the catalogue was rebuilt from the storage at %s: %d listed again, %d dropped, "
+            "%d without a record (`h4backup catalogue rebuild --read-unrecorded` lists those)",
+            storage.location, len(report.relisted), len(report.dropped),
+            len(report.unrecorded))
 
 
 def sweep(store: Store, storage: BackupStorage, restore_dir: Path) -> None:
-    storage.remove_orphans(ORPHAN_AGE_SECONDS)
+    try:
+        storage.remove_orphans(ORPHAN_AGE_SECONDS)
+    except (H4Error, OSError) as error:
+        log.warning("unfinished writes in %s stay for now: %s", storage.location, error)
     if restore_dir.is_dir():
         remove_orphan_temporaries(restore_dir, ORPHAN_AGE_SECONDS)
         remove_orphan_stagings(restore_dir, _restoring(store))
@@ -77,8 +107,8 @@ def sweep(store: Store, storage: BackupStorage, restore_dir: Path) -> None:
 def _restoring(store: Store) -> set[str]:
     """Backups that a living worker is restoring right now."""
     tasks = (store.get_task(task_id) for task_id in store.running_task_ids())
-    return {t["backupId"] for t in tasks
-            if t and t.get("type") == RESTORE.name and store.has_lease(t["id"])}
+    return {t.backup_id for t in tasks
+            if t and t.backup_id and t.type == RESTORE.name and store.has_lease(t.id)}
 
 
 def remove_orphan_stagings(restore_dir: Path, restoring: set[str]) -> list[str]:

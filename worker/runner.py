@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
 
 import redis
 
 from common import logs
 from common.errors import GeneralServerFailure, H4Error, TaskCanceled, WorkerLost
 from common.kinds import KINDS, kind_of
+from common.tasks import TaskRow
 from worker import jobs, schedule
 from worker.context import WorkerContext
 from worker.retry import patiently
@@ -99,48 +99,62 @@ def run_task(ctx: WorkerContext, task_id: str) -> str:
         log.info("task %s not run: %s", task_id, outcome)
         return "busy" if outcome == "busy" else "done"
     task = patiently(lambda: ctx.store.get_task(task_id))
-    logs.bind(taskId=task_id, operationID=task.get("operationID"), user=task.get("user"))
-    kind = kind_of(task)
-    if task.get("backupId") and kind and kind.stores_backup:
-        # What an earlier attempt left half-written goes first; the lease makes it ours alone.
-        ctx.storage.remove_leftovers(task["backupId"])
+    logs.bind(taskId=task_id, operationID=task.operation_id, user=task.user)
     refusal = _refusal(ctx, task, attempt)
     if refusal is not None:
+        _quietly_clear_leftovers(ctx, task)
         patiently(lambda: ctx.store.fail(task_id, refusal.to_api_error()))
         return "done"
     _run_claimed(ctx, task)
     return "done"
 
 
-def _refusal(ctx: WorkerContext, task: dict[str, Any], attempt: int) -> H4Error | None:
+def _clear_leftovers(ctx: WorkerContext, task: TaskRow) -> None:
+    """What an earlier attempt left half-written goes first; the lease makes it ours alone.
+    A storage that fails here fails the task, like any failure of the attempt itself."""
+    kind = kind_of(task)
+    if task.backup_id and kind and kind.stores_backup:
+        ctx.storage.remove_leftovers(task.backup_id)
+
+
+def _quietly_clear_leftovers(ctx: WorkerContext, task: TaskRow) -> None:
+    try:
+        _clear_leftovers(ctx, task)
+    except (H4Error, OSError) as error:
+        # The reaper's sweep removes them later; the task's refusal is what matters now.
+        log.warning("task %s: leftovers stay for now: %s", task.id, error)
+
+
+def _refusal(ctx: WorkerContext, task: TaskRow, attempt: int) -> H4Error | None:
     """Why a claimed task must end without running, if it must."""
     if attempt > ctx.settings.max_attempts:
-        log.error("task %s failed after %d attempts", task["id"], attempt - 1)
+        log.error("task %s failed after %d attempts", task.id, attempt - 1)
         return WorkerLost()
-    if ctx.store.cancel_requested(task["id"]):
+    if ctx.store.cancel_requested(task.id):
         return TaskCanceled()
     if kind_of(task) is None:
-        return GeneralServerFailure(msg=f"Unknown task type {task.get('type')!r}.")
+        return GeneralServerFailure(msg=f"Unknown task type {task.type!r}.")
     return None
 
 
-def _run_claimed(ctx: WorkerContext, task: dict[str, Any]) -> None:
-    reporter = StoreReporter(ctx, task["id"])
+def _run_claimed(ctx: WorkerContext, task: TaskRow) -> None:
+    reporter = StoreReporter(ctx, task.id)
     try:
-        with LeaseKeeper(ctx, task["id"], reporter):
-            finish = jobs.HANDLERS[task["type"]](ctx, task, reporter)
+        with LeaseKeeper(ctx, task.id, reporter):
+            _clear_leftovers(ctx, task)
+            finish = jobs.HANDLERS[task.type](ctx, task, reporter)
     except H4Error as error:
         _record_failure(ctx, task, reporter, error)
         return
     except Exception:
-        log.exception("%s task failed unexpectedly", task["type"])
+        log.exception("%s task failed unexpectedly", task.type)
         _record_failure(ctx, task, reporter, GeneralServerFailure())
         return
     except BaseException:
         # Celery's pool ends a task it can no longer acknowledge with SystemExit: the task
         # stays RUNNING until its lease expires and the reaper sends it again.
         log.warning("%s task %s interrupted; it runs again once its lease expires",
-                    task["type"], task["id"])
+                    task.type, task.id)
         raise
     if not _as_declared(task, finish):
         _record_failure(ctx, task, reporter, GeneralServerFailure())
@@ -148,37 +162,37 @@ def _run_claimed(ctx: WorkerContext, task: dict[str, Any]) -> None:
     _record_success(ctx, task, finish)
 
 
-def _as_declared(task: dict[str, Any], finish: jobs.Finish) -> bool:
+def _as_declared(task: TaskRow, finish: jobs.Finish) -> bool:
     """The API documents and the CLI shows the result fields the kinds table declares: a
     handler that drifted from it is a bug to fail loudly on, not a result to publish."""
-    declared = KINDS[task["type"]].result_names()
+    declared = KINDS[task.type].result_names()
     if finish.result is None or list(finish.result) == declared:
         return True
-    log.error("%s result has fields %s, not the declared %s", task["type"],
+    log.error("%s result has fields %s, not the declared %s", task.type,
               list(finish.result), declared)
     return False
 
 
-def _record_failure(ctx: WorkerContext, task: dict[str, Any], reporter: StoreReporter,
+def _record_failure(ctx: WorkerContext, task: TaskRow, reporter: StoreReporter,
                     error: H4Error) -> None:
     if reporter.lease_lost.is_set():
-        log.warning("task %s stopped after losing its lease; its new holder ends it", task["id"])
+        log.warning("task %s stopped after losing its lease; its new holder ends it", task.id)
         return
-    log.warning("%s task failed: %s %s", task["type"], error.code, error.msg)
+    log.warning("%s task failed: %s %s", task.type, error.code, error.msg)
     api_error = error.to_api_error()
-    patiently(lambda: ctx.store.fail(task["id"], api_error))
+    patiently(lambda: ctx.store.fail(task.id, api_error))
 
 
-def _record_success(ctx: WorkerContext, task: dict[str, Any], finish: jobs.Finish) -> None:
-    kind = KINDS[task["type"]]
-    if patiently(lambda: ctx.store.succeed(task["id"], finish.result, kind.result_type,
+def _record_success(ctx: WorkerContext, task: TaskRow, finish: jobs.Finish) -> None:
+    kind = KINDS[task.type]
+    if patiently(lambda: ctx.store.succeed(task.id, finish.result, kind.result_type,
                                            backup=finish.backup)):
-        log.info("%s task %s succeeded: %s", task["type"], task["id"], finish.result)
+        log.info("%s task %s succeeded: %s", task.type, task.id, finish.result)
         if finish.backup:
             log.info("backup %s stored: %d bytes", finish.backup["id"], finish.backup["size"])
             patiently(lambda: schedule.after_success(ctx.store, ctx.storage, task))
         return
     # The task ended meanwhile (canceled or given up on): its file must not linger unlisted.
-    log.warning("task %s ended before its outcome was recorded", task["id"])
+    log.warning("task %s ended before its outcome was recorded", task.id)
     if finish.discard is not None:
-        ctx.storage.delete(finish.discard)
+        ctx.storage.remove_leftovers(finish.discard)

@@ -19,7 +19,7 @@ from common.errors import BackupQuotaExceeded, H4Error, TooManyTasks
 from common.schedules import is_due
 from common.starting import TaskStarter
 from common.store import Store
-from common.tasks import SCHEDULE_TICK, new_backup_task
+from common.tasks import SCHEDULE_TICK, TaskRow, new_backup_task
 
 log = logging.getLogger("h4backup.worker")
 
@@ -71,38 +71,46 @@ def _start(starter: TaskStarter, config: dict) -> str | None:
     half-way cannot leave a RUNNING row that no worker will run."""
     backup_id = str(uuid.uuid4())
     recipients = list(config.get("recipients") or [])
-    row = new_backup_task(SCHEDULER_USER, backup_id, encrypted=bool(recipients))
-    row.update(kind="scheduled", recipients=recipients)
+    row = new_backup_task(SCHEDULER_USER, backup_id, encrypted=bool(recipients),
+                          recipients=recipients, kind="scheduled")
     try:
         starter.backup(row, backup_id)
     except (BackupQuotaExceeded, TooManyTasks) as refusal:
         log.warning("scheduled backup not started: %s", refusal.msg)
         _record_refusal(starter, row, refusal)
         return None
-    return row["id"]
+    return row.id
 
 
-def _record_refusal(starter: TaskStarter, row: dict, refusal: H4Error) -> None:
+def _record_refusal(starter: TaskStarter, row: TaskRow, refusal: H4Error) -> None:
     """A refused scheduled run stays visible as a FAILED task, not only as a log line."""
     starter.record(row)
-    starter.store.fail(row["id"], refusal.to_api_error())
+    starter.store.fail(row.id, refusal.to_api_error())
 
 
 def prune(store: Store, storage: BackupStorage, keep: int) -> list[str]:
-    """Delete the oldest scheduled backups beyond `keep`; returns the ids deleted."""
+    """Delete the oldest scheduled backups beyond `keep`; returns the ids deleted. One under
+    object lock stays, listed, until its retention ends: a later run deletes it."""
     scheduled = [b for b in store.list_backups() if b.get("kind") == "scheduled"]
     deleted = []
     for old in scheduled[keep:]:
+        if _locked(storage, old):
+            continue
         row = store.unlist_backup(old["id"])
         if row is not None:
-            storage.delete(row["file"])
+            storage.delete_backup(row["id"], row["file"])
             deleted.append(old["id"])
             log.info("retention deleted scheduled backup %s", old["id"])
     return deleted
 
 
-def after_success(store: Store, storage: BackupStorage, task: dict) -> None:
+def _locked(storage: BackupStorage, backup: dict) -> bool:
+    stored = storage.stat(backup["file"])
+    return bool(stored and stored.locked_until_ms and stored.locked_until_ms > now_ms())
+
+
+def after_success(store: Store, storage: BackupStorage, task: TaskRow) -> None:
     """Retention runs only once a newer scheduled backup is safely listed."""
     config = store.get_schedule() or {}
-    if task.get("kind") == "scheduled" and config.get("keep"):
+    if task.kind == "scheduled" and config.get("keep"):
         prune(store, storage, int(config["keep"]))

@@ -41,6 +41,7 @@ def send(task_id: str, kind: str) -> None:
 def reap() -> None:
     ctx = worker_context()
     settings = ctx.settings
+    maintenance.check_catalogue(ctx.store, ctx.storage)
     maintenance.reap(ctx.store, send, settings.max_attempts, ctx.storage)
     maintenance.sweep(ctx.store, ctx.storage, settings.restore_dir)
 

@@ -40,6 +40,7 @@ class Store(TaskRows, Catalogue, UsersAndSessions, ScheduleStore):
         self._claim = client.register_script(scripts.CLAIM)
         self._renew = client.register_script(scripts.RENEW)
         self._unlist_backup = client.register_script(scripts.UNLIST_BACKUP)
+        self._relist_backup = client.register_script(scripts.RELIST_BACKUP)
         self._mark_requeued = client.register_script(scripts.MARK_REQUEUED)
         self._cancel = client.register_script(scripts.CANCEL)
         self._take_slot = client.register_script(scripts.TAKE_SLOT)

@@ -9,7 +9,13 @@ import redis
 from common.store.codec import (
     PREFIX,
     _decode_backup,
+    _flatten,
+    _scalar,
 )
+
+# Present while Redis holds the catalogue as the storage last showed it; a flush or a lost
+# volume takes it away with the rest, which is how the reaper knows to rebuild.
+CHECKED_KEY = f"{PREFIX}catalogue:checked"
 
 
 class Catalogue:
@@ -40,6 +46,24 @@ class Catalogue:
         if not flat:
             return None
         return _decode_backup(dict(zip(flat[::2], flat[1::2], strict=True)))
+
+    def relist_backup(self, row: dict[str, Any]) -> bool:
+        """List a backup the storage holds; False when it is listed already, or its task is
+        still writing it."""
+        fields = _flatten({name: _scalar(value) for name, value in row.items()})
+        return bool(self._relist_backup(
+            keys=[self.backup_key(row["id"]), f"{PREFIX}backups", f"{PREFIX}backups:pending"],
+            args=[row["id"], row["generatedOn"], *fields]))
+
+    def pending_backups(self) -> set[str]:
+        """Backups whose task is writing them: not yet listed, not to be listed by others."""
+        return set(self.redis.smembers(f"{PREFIX}backups:pending"))
+
+    def catalogue_checked(self) -> bool:
+        return bool(self.redis.exists(CHECKED_KEY))
+
+    def mark_catalogue_checked(self) -> None:
+        self.redis.set(CHECKED_KEY, "1")
 
     # --- download cookies ------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""How rows are laid out in Redis: key prefixes and the encoding of task and backup rows."""
+"""How rows are laid out in Redis: key prefixes and the encoding of backup rows. A task row
+encodes itself (`common.tasks.TaskRow.to_hash` / `from_hash`)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,6 @@ if TYPE_CHECKING:
 PREFIX = "h4:"
 RUNNING_KEY = f"{PREFIX}tasks:running"
 MAX_WARNINGS = 100
-JSON_FIELDS = ("result", "error", "warnings", "workflowInfo", "recipients")
-INT_FIELDS = ("progress", "startTime", "endTime", "lastUpdated", "attempts")
 
 
 def _allowed_from(target: TaskState) -> str:
@@ -64,33 +63,9 @@ def _flatten(mapping: dict[str, Any]) -> list[Any]:
     return [item for pair in mapping.items() for item in pair]
 
 
-def _encode_task(task: dict[str, Any]) -> dict[str, Any]:
-    row: dict[str, Any] = {}
-    for name, value in task.items():
-        if name in JSON_FIELDS:
-            row[name] = _dump(value)
-        elif value is None:
-            row[name] = ""
-        else:
-            row[name] = _scalar(value)
-    return row
-
-
-def _decode_task(row: dict[str, str]) -> dict[str, Any]:
-    task: dict[str, Any] = dict(row)
-    for name in INT_FIELDS:
-        if name in task:
-            task[name] = int(task[name])
-    for name in JSON_FIELDS:
-        task[name] = json.loads(row[name]) if row.get(name) else None
-    task["warnings"] = task["warnings"] or []
-    task["resultType"] = row.get("resultType") or None
-    return task
-
-
 def _decode_backup(row: dict[str, str]) -> dict[str, Any]:
     backup: dict[str, Any] = dict(row)
-    for name in ("generatedOn", "size", "encrypted"):
+    for name in ("generatedOn", "size", "encrypted", "files", "sourceBytes"):
         if name in backup:
             backup[name] = int(backup[name])
     return backup

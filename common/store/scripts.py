@@ -186,6 +186,17 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 return row
 """
 
+# List a stored backup found in the storage (a catalogue rebuild): never over a listed one,
+# never one whose task is still writing it. KEYS: backup hash, backups zset, pending set.
+# ARGV: id, generatedOn, then the row's field/value pairs.
+RELIST_BACKUP = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if redis.call('SISMEMBER', KEYS[3], ARGV[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+return 1
+"""
+
 # Send a lost task again once per attempt: a requeue waiting for a worker is not repeated.
 MARK_REQUEUED = """
 if redis.call('HGET', KEYS[1], 'state') ~= 'RUNNING' then return 0 end

@@ -52,11 +52,19 @@ class StorageContract:
             store_bytes(storage, NAME, b"second")
         assert read_all(storage, NAME) == b"first"
 
+    def test_a_range_reads_those_bytes_only(self, storage):
+        store_bytes(storage, NAME, bytes(range(256)) * 40_000)
+        with storage.open_range(NAME, 10, 19) as opened:
+            assert (opened.size, opened.stream.read()) == (10, bytes(range(10, 20)))
+        with storage.open_range(NAME, 10_239_990, None) as opened:
+            assert opened.stream.read() == bytes(range(246, 256))
+
     def test_stat_gives_size_and_time_of_a_stored_file(self, storage):
         store_bytes(storage, NAME, b"12345")
         found = storage.stat(NAME)
         assert (found.name, found.size) == (NAME, 5)
         assert found.modified_ms > 1_600_000_000_000
+        assert found.locked_until_ms is None
 
     def test_missing_file_is_none_on_stat_and_file_not_found_on_open(self, storage):
         assert storage.stat(NAME) is None
@@ -85,3 +93,25 @@ class StorageContract:
             assert storage.stat(name) is None
             with pytest.raises(FileNotFoundError), storage.open(name):
                 pass
+
+    def test_a_record_is_kept_beside_its_backup_and_read_back(self, storage):
+        storage.write_record("b-1", {"id": "b-1", "hash": "SHA-512:AB"})
+        assert storage.read_record("b-1") == {"id": "b-1", "hash": "SHA-512:AB"}
+        assert storage.read_record("b-2") is None
+        assert list(storage.list()) == []  # a record is no backup
+
+    def test_deleting_a_backup_takes_its_record_with_it(self, storage):
+        store_bytes(storage, NAME, b"x")
+        storage.write_record("b-1", {"id": "b-1"})
+        storage.delete_backup("b-1", NAME)
+        assert storage.stat(NAME) is None and storage.read_record("b-1") is None
+
+    def test_leftovers_include_the_record_of_a_backup_never_listed(self, storage):
+        store_bytes(storage, NAME, b"x")
+        storage.write_record("b-1", {"id": "b-1"})
+        assert storage.remove_leftovers("b-1") == 2
+        assert storage.read_record("b-1") is None
+
+    def test_a_record_that_is_not_json_reads_as_none(self, storage):
+        store_bytes(storage, "b-1.backup.json", b"{not json")
+        assert storage.read_record("b-1") is None

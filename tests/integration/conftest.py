@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.integration.conftest_objectstore import object_store  # noqa: F401
 from tests.integration.harness import RedisServer, Service
 from tests.integration.trees import make_tree
 

@@ -7,9 +7,9 @@ def _claimed(store, backup_id="b1", attempts=1):
     row = new_backup_task("admin", backup_id, encrypted=False)
     store.create_backup_task(row, backup_id, 10, None, 60)
     for n in range(attempts):
-        store.claim(row["id"], f"w{n}", 30)
-        store.redis.delete(f"h4:task:{row['id']}:lease")  # its worker died
-    return row["id"]
+        store.claim(row.id, f"w{n}", 30)
+        store.redis.delete(f"h4:task:{row.id}:lease")  # its worker died
+    return row.id
 
 
 def test_task_whose_worker_died_is_sent_again_once(store, tmp_path):
@@ -28,7 +28,7 @@ def test_task_out_of_attempts_fails_worker_lost_and_loses_partial_file(store, tm
     report = reap(store, lambda *_: None, 3, FolderStorage(tmp_path))
     assert report.failed == [task_id]
     task = store.get_task(task_id)
-    assert (task["state"], task["error"]["code"]) == ("FAILED", "WorkerLost")
+    assert (task.state, task.error["code"]) == ("FAILED", "WorkerLost")
     assert not partial.exists()
 
 

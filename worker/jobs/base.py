@@ -10,6 +10,7 @@ from typing import Any
 
 from common.backupfile.io.progress import Reporter
 from common.errors import BackupNotFound, GeneralServerFailure, PasswordUnavailable
+from common.tasks import TaskRow
 from worker.context import WorkerContext
 from worker.retry import patiently
 
@@ -27,23 +28,23 @@ class Finish:
 
     result: dict[str, Any] | None
     backup: dict[str, Any] | None = None
-    discard: str | None = None  # remove this stored file if the task ended meanwhile
+    discard: str | None = None  # a backup id: what it stored goes if the task ended meanwhile
 
 
-Task = dict[str, Any]
+Task = TaskRow  # the row as the worker re-read it; the message carried its id only
 Handler = Callable[[WorkerContext, Task, Reporter], Finish]
 
 
 def secrets_of(ctx: WorkerContext, task: Task) -> dict[str, str]:
     """The password or identity the API sealed for this task, opened; {} when none was given."""
-    sealed = patiently(lambda: ctx.store.sealed_password(task["id"]))
+    sealed = patiently(lambda: ctx.store.sealed_password(task.id))
     if sealed is None:
-        if int(task.get("encrypted") or 0) and not task.get("recipients"):
+        if task.encrypted and not task.recipients:
             # Sealed passwords live in Redis memory only: a Redis restart drops them.
             raise PasswordUnavailable("Redis restarted, or the task outlived it")
         return {}
     try:
-        opened = ctx.sealer.open(sealed, task["id"])
+        opened = ctx.sealer.open(sealed, task.id)
     except ValueError as exc:
         raise PasswordUnavailable(str(exc)) from None
     try:
@@ -56,10 +57,19 @@ def secrets_of(ctx: WorkerContext, task: Task) -> dict[str, str]:
 
 def listed_backup(ctx: WorkerContext, task: Task) -> dict[str, Any]:
     """The catalogue row of the backup a restore or verify reads."""
-    listed = patiently(lambda: ctx.store.get_backup(task["backupId"]))
+    backup_id = backup_id_of(task)
+    listed = patiently(lambda: ctx.store.get_backup(backup_id))
     if listed is None:
-        raise BackupNotFound(task["backupId"])
+        raise BackupNotFound(backup_id)
     return listed
+
+
+def backup_id_of(task: Task) -> str:
+    """The backup the task makes or reads. The starter refuses a row of these kinds without
+    one, so its absence here is a bug: the task fails as one rather than naming no file."""
+    if not task.backup_id:
+        raise GeneralServerFailure(msg=f"Task {task.id} names no backup.")
+    return task.backup_id
 
 
 def opening_keys(ctx: WorkerContext, task: Task) -> dict[str, Any]:

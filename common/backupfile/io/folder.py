@@ -12,6 +12,7 @@ clean up leaves a temporary name that `remove_orphan_temporaries` reaps.
 from __future__ import annotations
 
 import errno
+import io
 import os
 import re
 import secrets
@@ -44,8 +45,10 @@ _WRITE_BEHIND = 8 << 20
 def backup_leftovers(folder: Path, backup_id: str) -> list[Path]:
     """Every file a write of this backup may leave in folder, whether it exists or not: its
     temporary files (see temporary_name) and the final file, plain or encrypted."""
+    names = final_names(backup_id)
     return [*folder.glob(f".{backup_id}{PLAIN_SUFFIX}*.part"),
-            *(folder / name for name in final_names(backup_id))]
+            *folder.glob(f".{names[-1]}.*.part"),
+            *(folder / name for name in names)]
 
 
 def is_temporary_name(name: str) -> bool:
@@ -235,6 +238,15 @@ class FolderStorage(BackupStorage):
         with open(self._path(name), "rb") as stream:
             yield OpenedFile(stream, os.fstat(stream.fileno()).st_size)
 
+    @contextmanager
+    def open_range(self, name: str, first: int, last: int | None) -> Iterator[OpenedFile]:
+        with open(self._path(name), "rb") as whole:
+            size = os.fstat(whole.fileno()).st_size
+            end = size if last is None else min(size, last + 1)
+            whole.seek(first)
+            length = max(0, end - first)
+            yield OpenedFile(io.BufferedReader(_Slice(whole, length)), length)
+
     def stat(self, name: str) -> StoredObject | None:
         try:
             st = self._path(name).stat()
@@ -285,3 +297,19 @@ def stored_at(path: str | os.PathLike[str]) -> tuple[FolderStorage, str]:
     """The storage and name of a backup file given by its path, for reading it."""
     path = Path(path)
     return FolderStorage(path.parent), path.name
+
+
+class _Slice(io.RawIOBase):
+    """At most `length` bytes of an open file, from where it stands."""
+
+    def __init__(self, whole: io.BufferedReader, length: int) -> None:
+        self._whole, self._left = whole, length
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self._whole.read(min(len(buffer), self._left))
+        self._left -= len(data)
+        buffer[: len(data)] = data
+        return len(data)

@@ -9,6 +9,7 @@ name fails instead of replacing a stored backup.
 
 from __future__ import annotations
 
+import json
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -21,6 +22,9 @@ from typing import BinaryIO, Protocol
 SAFE_BACKUP_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
 PLAIN_SUFFIX = ".tar.zst"
 ENCRYPTED_SUFFIX = ".tar.zst.age"
+# Beside each backup, its catalogue record: what Redis lists, kept with the bytes it describes.
+RECORD_SUFFIX = ".backup.json"
+MAX_RECORD_BYTES = 64 << 10
 
 
 def backup_file_name(backup_id: str, encrypted: bool) -> str:
@@ -30,17 +34,30 @@ def backup_file_name(backup_id: str, encrypted: bool) -> str:
     return backup_id + (ENCRYPTED_SUFFIX if encrypted else PLAIN_SUFFIX)
 
 
-def final_names(backup_id: str) -> tuple[str, str]:
-    """The names a backup's file may have once stored: plain and encrypted."""
-    return backup_file_name(backup_id, False), backup_file_name(backup_id, True)
+def record_name(backup_id: str) -> str:
+    if not SAFE_BACKUP_ID.fullmatch(backup_id):
+        raise ValueError(f"unsafe backup id {backup_id!r}")
+    return backup_id + RECORD_SUFFIX
+
+
+def final_names(backup_id: str) -> tuple[str, str, str]:
+    """The names a backup may have stored: its file, plain or encrypted, and its record."""
+    return (backup_file_name(backup_id, False), backup_file_name(backup_id, True),
+            record_name(backup_id))
+
+
+def backup_id_of(name: str) -> str | None:
+    """The backup a finished backup file belongs to; None for any other name (a temporary,
+    a record)."""
+    for suffix in (ENCRYPTED_SUFFIX, PLAIN_SUFFIX):
+        if name.endswith(suffix) and SAFE_BACKUP_ID.fullmatch(name[: -len(suffix)]):
+            return name[: -len(suffix)]
+    return None
 
 
 def is_backup_file_name(name: str) -> bool:
-    """True for a finished backup's name (not a temporary, not a sidecar)."""
-    for suffix in (ENCRYPTED_SUFFIX, PLAIN_SUFFIX):
-        if name.endswith(suffix):
-            return SAFE_BACKUP_ID.fullmatch(name[: -len(suffix)]) is not None
-    return False
+    """True for a finished backup's name (not a temporary, not a record)."""
+    return backup_id_of(name) is not None
 
 
 class BackupWriter(Protocol):
@@ -52,6 +69,7 @@ class StoredObject:
     name: str
     size: int
     modified_ms: int  # when it was stored, ms since the epoch
+    locked_until_ms: int | None = None  # under object lock, it cannot be deleted before then
 
 
 @dataclass(frozen=True)
@@ -81,6 +99,12 @@ class BackupStorage(ABC):
         """The stored file for reading; FileNotFoundError when there is none."""
 
     @abstractmethod
+    def open_range(self, name: str, first: int, last: int | None) -> (
+            AbstractContextManager[OpenedFile]):
+        """Bytes first to last of the file (inclusive; to its end when last is None), for
+        a download that resumes; FileNotFoundError when there is none."""
+
+    @abstractmethod
     def stat(self, name: str) -> StoredObject | None:
         """The stored file, or None when there is none."""
 
@@ -100,6 +124,32 @@ class BackupStorage(ABC):
     @abstractmethod
     def remove_orphans(self, older_than_seconds: float) -> list[str]:
         """Remove unfinished writes older than this, which no living writer owns."""
+
+    # --- the catalogue record, the same on every backend -------------------------------------
+
+    def write_record(self, backup_id: str, record: dict[str, object]) -> None:
+        """Store the backup's record; like a backup file, whole or not at all, and once."""
+        data = json.dumps(record, sort_keys=True, separators=(",", ":")).encode() + b"\n"
+        with self.create(record_name(backup_id)) as out:
+            out.write(data)
+
+    def read_record(self, backup_id: str) -> dict[str, object] | None:
+        """The backup's record; None when it has none, or none that can be read as one."""
+        try:
+            with self.open(record_name(backup_id)) as opened:
+                data = opened.stream.read(MAX_RECORD_BYTES + 1)
+        except FileNotFoundError:
+            return None
+        try:
+            record = json.loads(data) if len(data) <= MAX_RECORD_BYTES else None
+        except ValueError:
+            return None
+        return record if isinstance(record, dict) else None
+
+    def delete_backup(self, backup_id: str, file_name: str) -> None:
+        """The file first: a record left alone is dropped by the next catalogue rebuild."""
+        self.delete(file_name)
+        self.delete(record_name(backup_id))
 
     def local_folder(self) -> Path | None:
         """The folder on this host that holds the files, if they are on this host: a backup
