@@ -162,7 +162,8 @@ def fingerprint_text(text: str) -> str:
 
 
 def colon_hex(digest: bytes) -> str:
-    return ":".join(f"{byte:02X}" for byte in digest)
+    """`AB:CD:...`, as openssl prints a fingerprint."""
+    return digest.hex(":").upper()
 
 
 def ca_cert_file(text: str) -> str:

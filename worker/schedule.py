@@ -12,12 +12,14 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Mapping
+from dataclasses import replace
 
 from common.backupfile.io.storage import BackupStorage
 from common.clock import now_ms
 from common.errors import BackupQuotaExceeded, H4Error, TooManyTasks
 from common.schedules import is_due
 from common.starting import TaskStarter
+from common.states import TaskState
 from common.store import Store
 from common.tasks import SCHEDULE_TICK, TaskRow, new_backup_task
 
@@ -83,9 +85,13 @@ def _start(starter: TaskStarter, config: dict) -> str | None:
 
 
 def _record_refusal(starter: TaskStarter, row: TaskRow, refusal: H4Error) -> None:
-    """A refused scheduled run stays visible as a FAILED task, not only as a log line."""
-    starter.record(row)
-    starter.store.fail(row.id, refusal.to_api_error())
+    """A refused scheduled run stays visible as a FAILED task, not only as a log line. It is
+    written FAILED in one step: a beat killed half-way cannot leave a RUNNING row that holds
+    one of the scheduler's task slots for ever."""
+    now = now_ms()
+    starter.store.record_finished_task(replace(
+        row, state=TaskState.FAILED, end_time=now, last_updated=now,
+        error=refusal.to_api_error()))
 
 
 def prune(store: Store, storage: BackupStorage, keep: int) -> list[str]:

@@ -48,9 +48,12 @@ def secrets_of(ctx: WorkerContext, task: Task) -> dict[str, str]:
     except ValueError as exc:
         raise PasswordUnavailable(str(exc)) from None
     try:
-        return json.loads(opened)
+        secret = json.loads(opened)
     except ValueError:
-        raise GeneralServerFailure(msg="The task's sealed key is malformed.") from None
+        secret = None
+    if not isinstance(secret, dict) or not all(isinstance(v, str) for v in secret.values()):
+        raise GeneralServerFailure(msg="The task's sealed key is malformed.")
+    return secret
 
 
 

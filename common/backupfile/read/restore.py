@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import re
 import secrets
 import shutil
 import struct
@@ -37,7 +36,7 @@ from common.backupfile.io.directio import DirectWriter, aligned_buffer
 from common.backupfile.io.folder import NO_SPACE, fsync_folder
 from common.backupfile.io.handoff import Consumer
 from common.backupfile.io.progress import Reporter
-from common.backupfile.io.storage import BackupStorage
+from common.backupfile.io.storage import SAFE_BACKUP_ID, BackupStorage
 from common.backupfile.read.freespace import SpaceGuard
 from common.backupfile.read.unpack import ArchiveScan, backup_errors, open_archive
 from common.backupfile.read.verify import StoredFile, open_stored
@@ -48,7 +47,8 @@ from common.errors import (
     UnsafeArchiveMember,
 )
 
-_TARGET_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
+# A restore folder is named like a backup file: nothing that climbs out of the root or hides.
+_TARGET_NAME = SAFE_BACKUP_ID
 _FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # Restored files keep their permission bits, never setuid, setgid or sticky.

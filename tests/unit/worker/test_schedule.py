@@ -130,6 +130,18 @@ def test_a_refused_scheduled_run_is_a_failed_task_of_kind_scheduled(starter, sto
         "FAILED", "scheduled", "BackupQuotaExceeded")
 
 
+def test_a_refused_scheduled_run_is_written_failed_in_one_step(starter, store, settings,
+                                                               monkeypatch):
+    """No moment exists where the refused row is RUNNING: a beat killed there would leave it."""
+    _every_hour(store)
+    _fill_quota(starter, settings)
+    monkeypatch.setattr(store, "fail", lambda *args: pytest.fail("a second step was taken"))
+    schedule.tick(starter, now=NOW)
+    (refused,) = _scheduler_tasks(store)
+    assert refused.state == "FAILED"
+    assert refused.id not in store.redis.smembers("h4:tasks:running")
+
+
 def test_a_refused_scheduled_run_still_takes_its_slot(starter, store, settings):
     """The next run is one period later, not on every tick while the quota stays full."""
     _every_hour(store)

@@ -60,6 +60,13 @@ def test_a_sealed_secret_that_is_not_json_is_a_general_server_failure(ctx):
         secrets_of(ctx, ctx.store.get_task(row.id))
 
 
+def test_a_sealed_secret_that_is_json_but_no_object_is_a_general_server_failure(ctx):
+    row = new_task("admin", "verify", "backup", "b1")
+    ctx.store.create_task(row, sealed_password=ctx.sealer.seal('"just a string"', row.id))
+    with pytest.raises(GeneralServerFailure):
+        secrets_of(ctx, ctx.store.get_task(row.id))
+
+
 # --- listed_backup ---------------------------------------------------------------------------
 
 def test_listed_backup_of_a_backup_not_in_the_catalogue_raises_backup_not_found(
