@@ -47,6 +47,10 @@ def reap(store: Store, requeue: Callable[[str, str], None], max_attempts: int,
         elif store.mark_requeued(task_id, task.attempts):
             log.warning("task %s lost its worker (attempt %d); sending it again",
                         task_id, task.attempts)
+            # Its writer is gone (no lease): what it left unfinished (a multipart upload
+            # holding parts in the store, a temporary file) goes now, not when a worker
+            # next takes the task, which may be much later.
+            _remove_leftovers(storage, task)
             requeue(task_id, task.type or BACKUP.name)
             report.requeued.append(task_id)
     return report
@@ -62,15 +66,20 @@ def _give_up(store: Store, task: TaskRow, storage: BackupStorage, report: ReapRe
     log.error("task %s lost its worker %d times; giving up", task.id, task.attempts)
     if store.fail(task.id, WorkerLost().to_api_error()):
         report.failed.append(task.id)
+    # The task is FAILED now, so its backup will never be listed: what its attempts left
+    # (unfinished writes, a file stored but never listed) goes.
+    _remove_leftovers(storage, task)
+
+
+def _remove_leftovers(storage: BackupStorage, task: TaskRow) -> None:
     kind = kind_of(task)
-    if kind and kind.stores_backup and task.backup_id:
-        # The task is FAILED now, so its backup will never be listed: what its attempts left
-        # (unfinished writes, a file stored but never listed) goes.
-        try:
-            storage.remove_leftovers(task.backup_id)
-        except (H4Error, OSError) as error:
-            # The task is ended either way; the next sweep finds unfinished writes.
-            log.warning("task %s: what its attempts left stays for now: %s", task.id, error)
+    if not (kind and kind.stores_backup and task.backup_id):
+        return
+    try:
+        storage.remove_leftovers(task.backup_id)
+    except (H4Error, OSError) as error:
+        # The task goes on either way; the next attempt, or the sweep, removes them.
+        log.warning("task %s: what its attempts left stays for now: %s", task.id, error)
 
 
 def check_catalogue(store: Store, storage: BackupStorage) -> None:

@@ -20,7 +20,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from cli.remote import colon_hex
 from common.config import Settings
 from common.privatefiles import replace as private_replace
 
@@ -111,7 +110,7 @@ def write_self_signed(files: TlsFiles, names: list[str]) -> None:
 def fingerprint(cert_path: Path) -> str:
     """SHA-256 of the certificate, as `openssl x509 -fingerprint -sha256` prints it."""
     cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
-    return colon_hex(cert.fingerprint(hashes.SHA256()))
+    return cert.fingerprint(hashes.SHA256()).hex(":").upper()
 
 
 def server_context(files: TlsFiles) -> ssl.SSLContext:

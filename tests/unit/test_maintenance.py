@@ -59,3 +59,11 @@ def test_staging_of_a_dead_restore_is_removed_but_a_living_one_kept(tmp_path):
         (folder / "tree").mkdir(parents=True)
     assert remove_orphan_stagings(tmp_path, {"b2"}) == [dead.name]
     assert living.exists() and finished.exists()
+
+
+def test_a_requeued_backup_loses_what_its_dead_worker_left_unfinished(store, tmp_path):
+    _claimed(store)
+    partial = tmp_path / ".b1.tar.zst.age.0011223344556677.part"
+    partial.write_bytes(b"half")
+    reap(store, lambda *_: None, 3, FolderStorage(tmp_path))
+    assert not partial.exists()

@@ -1,0 +1,75 @@
+"""Redis loses everything (FLUSHALL), the services restart: the catalogue comes back from the
+storage, with each backup's record, on the folder and on the object store alike."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.integration.harness import RedisServer, Service, wait_until
+from tests.integration.trees import assert_same_tree, make_tree
+
+pytestmark = pytest.mark.integration
+
+PASSWORD = "rebuild-Pa$$-42"
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    return make_tree(tmp_path_factory.mktemp("rebuild-source") / "tree", files=40)
+
+
+def _backup(service, http) -> dict:
+    response = http.post(f"{service.url}/backups", json={"password": PASSWORD})
+    assert response.status_code == 202, response.text
+    task = service.wait_for_task(http, response.json()["id"])
+    assert task["state"] == "SUCCEEDED", task
+    return task["result"]
+
+
+def _listing(service, http) -> dict[str, dict]:
+    return {b["id"]: b for b in http.get(f"{service.url}/backups").json()}
+
+
+def _start_again(service: Service) -> None:
+    """The same service started afresh, its earlier processes and logs put aside."""
+    service.workers.clear()
+    service.log_dir.rename(service.log_dir.with_name("logs-before-restart"))
+    service.start(workers=1, beat=True)
+
+
+def test_after_flushall_and_a_restart_the_same_backups_are_listed_and_usable(
+        tmp_path, tree, storage_env):
+    redis_server = RedisServer(tmp_path / "redis").start()
+    env = {"H4_SCRYPT_WORK_FACTOR": "12", "H4_RESTORE_DIR": str(tmp_path / "restores"),
+           **storage_env}
+    service = Service(tmp_path / "svc", redis_server, {"tree": tree}, extra_env=env)
+    service.start(workers=1, beat=True)
+    try:
+        http = service.login()
+        made = [_backup(service, http) for _ in range(3)]
+        before = _listing(service, http)
+        assert set(before) == {b["id"] for b in made}
+
+        service.stop()
+        redis_server.client().flushall()
+        _start_again(service)
+
+        http = service.login()  # the administrator is back from its settings
+        wait_until(lambda: _listing(service, http) == before, 30,
+                   "the catalogue to be rebuilt with the same backups and hashes")
+        first = made[0]["id"]
+        download = http.get(f"{service.url}/backups/{first}")
+        assert download.status_code == 200
+        assert download.headers["X-Content-SHA512"] == before[first]["hash"]
+        restored = http.post(f"{service.url}/backups/{first}/restore",
+                             json={"password": PASSWORD})
+        task = service.wait_for_task(http, restored.json()["id"])
+        assert task["state"] == "SUCCEEDED", task
+        assert_same_tree(tree, Path(task["result"]["path"]) / "tree")
+        # Retention and the quota count the backups found again.
+        assert redis_server.client().zcard("h4:backups") == 3
+    finally:
+        service.stop()
+        redis_server.stop()
