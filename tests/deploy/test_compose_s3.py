@@ -348,14 +348,16 @@ def test_no_secret_is_written_in_the_s3_override(model, services):
 # --- the start script, run for real --------------------------------------------------------------
 
 # Inside the namespaces: the test's folder at /mnt, a fresh /tmp, loopback up, then the script.
+# /tmp stays the host's: the test's own checkout and virtualenv may live under it (a CI
+# clone does), and a tmpfs over it would hide weed and python from the namespace.
 NAMESPACE_SETUP = """set -eu
 mount --bind "$H4_TEST_FOLDER" /mnt
-mount -t tmpfs -o mode=1777 h4-objectstore-tmp /tmp
 "$H4_TEST_IP" link set lo up
 exec sh -c "$1"
 """
 # Container paths of the script and where they are in the test's folder (seen at /mnt).
-CONTAINER_PATHS = {"/run/secrets/": "/mnt/secrets/", "-dir=/data": "-dir=/mnt/data"}
+CONTAINER_PATHS = {"/run/secrets/": "/mnt/secrets/", "-dir=/data": "-dir=/mnt/data",
+                   "/tmp/s3.json": "/mnt/tmp/s3.json"}
 ACCESS_KEY = "h4composeaccess0123"
 SECRET_KEY = "h4composesecret/0123456789+abcdef="
 PROBE = r"""
@@ -437,6 +439,7 @@ class StoreInNamespaces:
         self.healthcheck = model["services"][STORE]["healthcheck"]["test"]
         write_secrets(folder / "secrets", secrets, suffix="")
         (folder / "data").mkdir()
+        (folder / "tmp").mkdir(mode=0o700)
         # What weed would read as configuration, and proxies, stay out.
         self.env = {k: v for k, v in os.environ.items()
                     if not k.startswith(("AWS_", "S3_", "WEED_", "H4_"))
@@ -546,9 +549,10 @@ def test_start_script_builds_the_identity_and_a_locked_bucket_with_the_tests_wee
             {8333, 18333}, sorted(listening)
         assert {9333, 8080, 8888} <= {port for address, port in listening if _loopback(address)}
         # The identity file is the tmpfs's, private, and holds the keys.
-        shown = store.inside("stat", "-c", "%a", "/tmp/s3.json")
+        config = CONTAINER_PATHS["/tmp/s3.json"]
+        shown = store.inside("stat", "-c", "%a", config)
         assert shown.stdout.strip() == "600", shown
-        identities = json.loads(store.inside("cat", "/tmp/s3.json").stdout)["identities"]
+        identities = json.loads(store.inside("cat", config).stdout)["identities"]
         assert identities[0]["credentials"] == [{"accessKey": ACCESS_KEY,
                                                  "secretKey": SECRET_KEY}]
         # No key on any command line of this machine.

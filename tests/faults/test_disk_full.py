@@ -52,8 +52,8 @@ def test_full_disk_fails_insufficient_storage_and_keeps_earlier_backups(
     second = service.wait_for_task(
         http, http.post(f"{service.url}/backups", json={"password": PASSWORD}).json()["id"])
     assert (second["state"], second["error"]["code"]) == ("FAILED", "InsufficientStorage")
-    assert [p.name for p in service_backup_dir.iterdir()] == [
-        f"{first['result']['id']}.tar.zst.age"]
+    assert sorted(p.name for p in service_backup_dir.iterdir()) == [
+        f"{first['result']['id']}.backup.json", f"{first['result']['id']}.tar.zst.age"]
     assert [b["id"] for b in http.get(f"{service.url}/backups").json()] == [
         first["result"]["id"]]
     stored = (service_backup_dir / f"{first['result']['id']}.tar.zst.age").read_bytes()

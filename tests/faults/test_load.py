@@ -130,7 +130,7 @@ def _load_and_check(service, flower, tmp_path) -> None:
     assert states == ["SUCCEEDED"] * len(load.accepted)
     backup_ids = [t["result"]["id"] for t in finished]
     assert len(set(backup_ids)) == len(backup_ids)
-    assert sorted(p.name.split(".")[0] for p in service.backup_dir.iterdir()) == sorted(backup_ids)
+    assert sorted(n.split(".")[0] for n in service.stored_names()) == sorted(backup_ids)
     flower_seen = flower.tasks_text()
     assert load.accepted[-1] in flower_seen or load.accepted[0] in flower_seen
     assert during == []

@@ -48,7 +48,7 @@ def test_redis_restart_with_queued_and_running_tasks_loses_nothing(make_service,
     backup_ids = {t["result"]["id"] for t in finished}
     listed = {b["id"] for b in http.get(f"{service.url}/backups").json()}
     assert len(backup_ids) == 22 and listed == backup_ids
-    assert sorted(p.name.split(".")[0] for p in service.backup_dir.iterdir()) == sorted(backup_ids)
+    assert sorted(n.split(".")[0] for n in service.stored_names()) == sorted(backup_ids)
     assert set(_stored_lines(service).values()) == {1}
 
 
@@ -147,4 +147,4 @@ def test_redis_restarts_at_random_points_never_leave_a_task_running(make_service
     task = _end_of(service, http, _start(service, http), lease + 30)
     assert task["state"] == "SUCCEEDED", task
     listed = {b["id"] for b in http.get(f"{service.url}/backups").json()}
-    assert {p.name.split(".")[0] for p in service.backup_dir.iterdir()} == listed
+    assert {n.split(".")[0] for n in service.stored_names()} == listed

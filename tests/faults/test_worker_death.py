@@ -52,6 +52,7 @@ def _vcda_sha512(path) -> str:
 
 
 def _files_of(service, backup_id):
+    """The backup's file and record, and anything else its attempts left."""
     return sorted(p.name for p in service.backup_dir.iterdir() if backup_id in p.name)
 
 
@@ -62,7 +63,8 @@ def test_sigkill_mid_backup_is_finished_by_another_worker(make_service, big_tree
     task = service.wait_for_task(http, task_id, seconds=240)
     assert task["state"] == "SUCCEEDED", task
     backup_id = task["result"]["id"]
-    assert _files_of(service, backup_id) == [f"{backup_id}.tar.zst.age"]
+    assert _files_of(service, backup_id) == [f"{backup_id}.backup.json",
+                                             f"{backup_id}.tar.zst.age"]
     assert _vcda_sha512(service.backup_dir / f"{backup_id}.tar.zst.age") == task["result"]["hash"]
     survivor = [w for w in service.workers if w.pid != killed]
     assert survivor and survivor[0].poll() is None
@@ -88,6 +90,7 @@ def test_sigterm_mid_backup_finishes_or_hands_over(make_service, big_tree):
     task = service.wait_for_task(http, task_id, seconds=240)
     assert task["state"] == "SUCCEEDED", task
     backup_id = task["result"]["id"]
-    assert _files_of(service, backup_id) == [f"{backup_id}.tar.zst.age"]
+    assert _files_of(service, backup_id) == [f"{backup_id}.backup.json",
+                                             f"{backup_id}.tar.zst.age"]
     worker = next(w for w in service.workers if w.pid == stopped)
     assert worker.wait(90) == 0  # a warm shutdown, within the soft shutdown window

@@ -3,6 +3,9 @@
 Every service of a test run serves one test certificate, which every `requests` call of the
 run trusts (REQUESTS_CA_BUNDLE); a test that needs the certificate the service generates
 itself passes empty H4_TLS_CERT_FILE/H4_TLS_KEY_FILE and trusts `service.ca_file`.
+
+A service keeps its backups in its folder or, with H4_STORAGE=s3 in `extra_env`, in an object
+store; `Service.stored_names()` and its siblings read either, so a test need not know which.
 """
 
 from __future__ import annotations
@@ -22,14 +25,19 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import boto3
 import redis
 import requests
+from botocore.config import Config
 
 from tests.tools import require_tool
 
 REPO = Path(__file__).resolve().parents[2]
 VENDOR_JSON = "application/vnd.vmware.h4-v4.5+json"
+# Beside each backup file, its catalogue record (README "The catalogue lives with the backups").
+RECORD_SUFFIX = ".backup.json"
 
 
 @functools.cache
@@ -122,6 +130,7 @@ class Service:
     workers: list[subprocess.Popen] = field(default_factory=list)
     api: subprocess.Popen | None = None
     beat: subprocess.Popen | None = None
+    _s3: Any = field(default=None, repr=False, compare=False)
 
     @property
     def tls(self) -> bool:
@@ -160,6 +169,76 @@ class Service:
     @property
     def log_dir(self) -> Path:
         return self.root / "logs"
+
+    # --- the stored backups, wherever the service keeps them -------------------------------
+    # Names are file names: `<id>.tar.zst[.age]`, records `<id>.backup.json`. In the folder
+    # they are files of backup_dir; in the object store, keys `<H4_S3_PREFIX><name>`.
+
+    @property
+    def backend(self) -> str:
+        """Where this service keeps its backups: "folder" or "s3"."""
+        return self.extra_env.get("H4_STORAGE", "folder")
+
+    def stored_names(self, records: bool = False) -> list[str]:
+        """The finished backup files, sorted; with `records`, their catalogue records too.
+        Never an unfinished write (see unfinished_writes)."""
+        if self.backend == "s3":
+            client, bucket, prefix = self._object_store()
+            pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket,
+                                                                     Prefix=prefix)
+            names = [item["Key"][len(prefix):] for page in pages
+                     for item in page.get("Contents", [])]
+        else:
+            found = self.backup_dir.iterdir() if self.backup_dir.exists() else []
+            names = [p.name for p in found if not p.name.startswith(".")]
+        return sorted(n for n in names if records or not n.endswith(RECORD_SUFFIX))
+
+    def unfinished_writes(self) -> list[str]:
+        """Writes under way or left behind: `.<name>.<random>.part` temporaries in the folder,
+        the keys (prefix removed) of multipart uploads not completed nor aborted in the store."""
+        if self.backend == "s3":
+            client, bucket, prefix = self._object_store()
+            uploads = client.list_multipart_uploads(Bucket=bucket, Prefix=prefix)
+            return sorted(u["Key"][len(prefix):] for u in uploads.get("Uploads", []))
+        return sorted(p.name for p in self.backup_dir.glob(".*.part"))
+
+    def stored_bytes(self, name: str) -> bytes:
+        if self.backend == "s3":
+            client, bucket, prefix = self._object_store()
+            return client.get_object(Bucket=bucket, Key=prefix + name)["Body"].read()
+        return (self.backup_dir / name).read_bytes()
+
+    def stored_file(self, name: str, tmp_dir: Path) -> Path:
+        """A local file holding the stored bytes, for tools (age -d, sha512sum): the backup
+        folder's own file, or a copy downloaded into tmp_dir."""
+        if self.backend != "s3":
+            return self.backup_dir / name
+        client, bucket, prefix = self._object_store()
+        client.download_file(bucket, prefix + name, str(tmp_dir / name))
+        return tmp_dir / name
+
+    def overwrite_stored(self, name: str, data: bytes) -> None:
+        """Replace a stored file's bytes behind the service's back, as damage would."""
+        if self.backend == "s3":
+            client, bucket, prefix = self._object_store()
+            client.put_object(Bucket=bucket, Key=prefix + name, Body=data)
+        else:
+            (self.backup_dir / name).write_bytes(data)
+
+    def _object_store(self) -> tuple[Any, str, str]:
+        """(boto3 client, bucket, key prefix), all from this service's own settings."""
+        env = self.extra_env
+        if self._s3 is None:
+            keys = [Path(env[name]).read_text().strip()
+                    for name in ("H4_S3_ACCESS_KEY_FILE", "H4_S3_SECRET_KEY_FILE")]
+            self._s3 = boto3.session.Session().client(
+                "s3", endpoint_url=env["H4_S3_ENDPOINT"],
+                region_name=env.get("H4_S3_REGION", "us-east-1"),
+                aws_access_key_id=keys[0], aws_secret_access_key=keys[1],
+                config=Config(s3={"addressing_style": "path"}, connect_timeout=5,
+                              read_timeout=30))
+        prefix = env.get("H4_S3_PREFIX", "").strip("/")
+        return self._s3, env["H4_S3_BUCKET"], prefix + "/" if prefix else ""
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("H4_")}
@@ -219,6 +298,9 @@ class Service:
                     process.wait(30)
                 except subprocess.TimeoutExpired:
                     process.kill()
+        if self._s3 is not None:
+            self._s3.close()
+            self._s3 = None
 
     def logs(self) -> str:
         return "".join(p.read_text(errors="replace") for p in sorted(self.log_dir.glob("*.log")))

@@ -334,3 +334,16 @@ class ObjectStore:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+def s3_env(store: ObjectStore, keys: Path, bucket: str, prefix: str = "h4/") -> dict[str, str]:
+    """The settings of a service keeping its backups in `bucket` of `store`, its keys read
+    from files (mode 0600), as an administrator would give them."""
+    keys.mkdir(parents=True, exist_ok=True)
+    for name, value in (("access", store.access_key), ("secret", store.secret_key)):
+        (keys / name).write_text(value + "\n")
+        (keys / name).chmod(0o600)
+    return {"H4_STORAGE": "s3", "H4_S3_ENDPOINT": store.endpoint, "H4_S3_BUCKET": bucket,
+            "H4_S3_PREFIX": prefix, "H4_S3_REGION": store.region,
+            "H4_S3_ACCESS_KEY_FILE": str(keys / "access"),
+            "H4_S3_SECRET_KEY_FILE": str(keys / "secret")}

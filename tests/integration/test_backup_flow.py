@@ -43,9 +43,10 @@ def finished_backup(service):
             "found_in_redis": found_in_redis}
 
 
-def _stored_file(service, task):
-    (path,) = service.backup_dir.glob(f"{task['result']['id']}.*")
-    return path
+def _stored_name(service, task) -> str:
+    """The one backup file stored for the task's backup (its record aside)."""
+    (name,) = [n for n in service.stored_names() if n.startswith(f"{task['result']['id']}.")]
+    return name
 
 
 def test_backup_succeeds_with_backup_info(finished_backup):
@@ -70,13 +71,13 @@ def test_progress_never_goes_down(finished_backup):
     assert all(p < 100 for p in progress[:-1] if p != 100)
 
 
-def test_stored_file_matches_hash_by_sha512sum(finished_backup, service):
-    path = _stored_file(service, finished_backup["task"])
+def test_stored_file_matches_hash_by_sha512sum(finished_backup, service, tmp_path):
+    path = service.stored_file(_stored_name(service, finished_backup["task"]), tmp_path)
     digest = subprocess.run([require_tool("sha512sum"), str(path)], check=True,
                             capture_output=True, text=True).stdout.split()[0]
     expected = finished_backup["task"]["result"]["hash"]
     assert expected == "SHA-512:" + ":".join(digest[i:i + 2] for i in range(0, 128, 2)).upper()
-    assert not list(service.backup_dir.glob(".*.part"))
+    assert service.unfinished_writes() == []
 
 
 def test_backup_is_listed(finished_backup, service):
@@ -85,7 +86,7 @@ def test_backup_is_listed(finished_backup, service):
 
 
 def test_pyrage_decrypts_to_the_source_tree(finished_backup, service, source_tree, tmp_path):
-    sealed = _stored_file(service, finished_backup["task"]).read_bytes()
+    sealed = service.stored_bytes(_stored_name(service, finished_backup["task"]))
     archive = zstandard.ZstdDecompressor().stream_reader(
         io.BytesIO(pyrage.passphrase.decrypt(sealed, BACKUP_PASSWORD)))
     with tarfile.open(fileobj=archive, mode="r|") as tar:
@@ -95,7 +96,7 @@ def test_pyrage_decrypts_to_the_source_tree(finished_backup, service, source_tre
 
 
 def test_age_cli_decrypts_to_the_source_tree(finished_backup, service, source_tree, tmp_path):
-    path = _stored_file(service, finished_backup["task"])
+    path = service.stored_file(_stored_name(service, finished_backup["task"]), tmp_path)
     plain = tmp_path / "archive.tar.zst"
     age_decrypt_with_cli(path, plain, BACKUP_PASSWORD)
     out = tmp_path / "out"
@@ -143,10 +144,13 @@ def test_unencrypted_backup_is_plain_tar_zst(service, source_tree, tmp_path):
     http = service.login()
     task = service.wait_for_task(http, http.post(f"{service.url}/backups", json={}).json()["id"])
     assert task["state"] == "SUCCEEDED", task
-    path = _stored_file(service, task)
-    assert path.name.endswith(".tar.zst")
-    subprocess.run(f"zstd -dc {path} | tar -x -C {tmp_path}", shell=True, check=True)
-    assert_same_tree(source_tree, tmp_path / "tree")
+    name = _stored_name(service, task)
+    assert name.endswith(".tar.zst")
+    path = service.stored_file(name, tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    subprocess.run(f"zstd -dc {path} | tar -x -C {out}", shell=True, check=True)
+    assert_same_tree(source_tree, out / "tree")
 
 
 def test_concurrent_backups_on_two_workers_all_succeed(service):

@@ -131,10 +131,10 @@ def test_tampered_file_fails_download_and_leaves_nothing(cli, tmp_path):
     backup_id = str(uuid.uuid4())
     assert cli("backup", "create", "--id", backup_id, "--no-password", "--wait").returncode == 0
     assert backup_id in [b["id"] for b in cli.json_lines("backup", "list")]
-    (stored,) = cli.service.backup_dir.glob(f"{backup_id}.*")
-    data = bytearray(stored.read_bytes())
+    (stored,) = [n for n in cli.service.stored_names() if n.startswith(f"{backup_id}.")]
+    data = bytearray(cli.service.stored_bytes(stored))
     data[len(data) // 2] ^= 0xFF
-    stored.write_bytes(bytes(data))
+    cli.service.overwrite_stored(stored, bytes(data))
     out = tmp_path / "out"
     out.mkdir()
     run = cli("backup", "download", backup_id, "--verify", "-o", str(out / "copy"))

@@ -49,6 +49,12 @@ TOKEN_CHALLENGE = "Authentication Token Required"
 SITE = "h4backup"
 
 
+# About the HTTP surface, not where backups are kept: the folder only, so CI time does not double.
+@pytest.fixture(scope="module")
+def backend():
+    return "folder"
+
+
 @pytest.fixture(scope="module")
 def source_tree(tmp_path_factory):
     """Replaces the shared tree for this module: one big incompressible file and a note."""

@@ -44,6 +44,12 @@ MAX_EXAMPLES = 25
 SEED = 4545
 
 
+# About the HTTP surface, not where backups are kept: the folder only, so CI time does not double.
+@pytest.fixture(scope="module")
+def backend():
+    return "folder"
+
+
 @pytest.fixture(scope="module")
 def source_tree(tmp_path_factory):
     """Replaces the shared tree for this module: generated requests start many backups, and

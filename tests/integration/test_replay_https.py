@@ -51,6 +51,12 @@ class Deployment:
         return http
 
 
+# About the HTTP surface, not where backups are kept: the folder only, so CI time does not double.
+@pytest.fixture(scope="module")
+def backend():
+    return "folder"
+
+
 @pytest.fixture(scope="module", params=["generated-certificate", "tls-proxy"])
 def deployment(request, tmp_path_factory):
     root = tmp_path_factory.mktemp(request.param)

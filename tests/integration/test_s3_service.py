@@ -5,6 +5,8 @@ after Redis lost it."""
 from __future__ import annotations
 
 import hashlib
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -13,7 +15,13 @@ import requests
 
 from common.backupfile.io.hashing import format_sha512
 from tests.faults.conftest import write_random_tree
-from tests.integration.harness import RedisServer, Service, wait_until
+from tests.integration.harness import (
+    RedisServer,
+    Service,
+    lease_holder_pid,
+    parent_pid,
+    wait_until,
+)
 from tests.integration.objectstore import unique_bucket_name
 from tests.integration.trees import assert_same_tree, make_tree
 
@@ -224,6 +232,35 @@ def test_a_locked_backup_cannot_be_deleted_and_stays_listed(tmp_path, object_sto
         assert refused.json()["code"] == "BackupLocked"
         assert made["id"] in {b["id"] for b in http.get(f"{service.url}/backups").json()}
         assert http.get(f"{service.url}/backups/{made['id']}").status_code == 200
+    finally:
+        service.stop()
+        redis_server.stop()
+
+
+def test_a_worker_killed_mid_upload_leaves_no_object_and_the_reaper_aborts_the_upload(
+        tmp_path, object_store):
+    bucket = object_store.create_bucket(unique_bucket_name("h4kill"))
+    big = write_random_tree(tmp_path / "big", 200 * 1024 * 1024)
+    redis_server = RedisServer(tmp_path / "redis").start()
+    # One attempt: the reaper gives the task up rather than sending it to the survivor, whose
+    # new upload would blur what the dead worker left.
+    env = s3_env(object_store, tmp_path, bucket, H4_LEASE_SECONDS="3", H4_MAX_ATTEMPTS="1")
+    service = Service(tmp_path / "svc", redis_server, {"big": big}, extra_env=env)
+    service.start(workers=2, beat=True)  # the reaper runs on the survivor
+    service.bucket, service.s3 = bucket, object_store.client()
+    try:
+        http = service.login()
+        task_id = http.post(f"{service.url}/backups", json={"password": PASSWORD}).json()["id"]
+        wait_until(lambda: unfinished_uploads(service), 60, "the upload to begin")
+        holder = wait_until(lambda: lease_holder_pid(redis_server.client(), task_id), 10,
+                            "the lease holder")
+        for pid in (parent_pid(holder), holder):  # the whole worker, pool process and all
+            os.kill(pid, signal.SIGKILL)
+        assert keys_in(service) == []
+        task = service.wait_for_task(http, task_id, seconds=30)
+        assert (task["state"], task["error"]["code"]) == ("FAILED", "WorkerLost")
+        assert unfinished_uploads(service) == []
+        assert keys_in(service) == []
     finally:
         service.stop()
         redis_server.stop()

@@ -12,6 +12,12 @@ from tests.integration.harness import RedisServer, Service, wait_until
 pytestmark = pytest.mark.integration
 
 
+# About the HTTP surface, not where backups are kept: the folder only, so CI time does not double.
+@pytest.fixture(scope="module")
+def backend():
+    return "folder"
+
+
 @pytest.fixture(scope="module")
 def service(tmp_path_factory, source_tree):
     root = tmp_path_factory.mktemp("logs")
