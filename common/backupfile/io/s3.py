@@ -322,9 +322,12 @@ class MultipartWrite:
 
     def write(self, data: bytes) -> int:
         self._buffer += data
-        while len(self._buffer) >= self._options.part_size:
-            part = bytes(self._buffer[: self._options.part_size])
-            del self._buffer[: self._options.part_size]
+        size = self._options.part_size
+        while len(self._buffer) >= size:
+            # One copy into the part, not two: a slice of a bytearray is a copy already.
+            with memoryview(self._buffer) as view:
+                part = bytes(view[:size])
+            del self._buffer[:size]
             self._send(part)
         return len(data)
 
