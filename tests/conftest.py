@@ -12,6 +12,7 @@ from api.dispatch import CeleryDispatcher
 from common.celery_app import QUEUE, make_celery
 from common.config import load_settings
 from common.store import Store
+from tests.integration.conftest_objectstore import object_store  # noqa: F401 - one store a session
 
 ADMIN_PASSWORD = "admin-secret-Pa$$"
 

@@ -45,7 +45,6 @@ from tests.deploy import (
     raw_compose,
 )
 from tests.deploy.test_compose_s3 import S3_CLIENTS, S3_SECRETS, STORE, merge, merged_model, raw_s3
-from tests.integration.conftest_objectstore import object_store  # noqa: F401
 from tests.integration.harness import REPO, VENDOR_JSON, RedisServer, free_port, wait_until
 from tests.integration.objectstore import unique_bucket_name
 from tests.tools import require_tool
@@ -434,7 +433,7 @@ def s3_compose(variables: dict[str, str] | None = None) -> dict:
 
 
 @pytest.fixture
-def s3_topology(tmp_path, object_store):  # noqa: F811 (the fixture imported above)
+def s3_topology(tmp_path, object_store):
     """The merged topology, its S3 settings pointing at a bucket of its own in the test
     session's store; the store's keys are the s3_access_key and s3_secret_key secrets."""
     bucket = object_store.create_bucket(unique_bucket_name("h4topology"))
@@ -473,6 +472,18 @@ def _login(api: str) -> requests.Session:
     assert login.status_code == 200, login.text
     http.headers["X-VCAV-Auth"] = login.headers["X-VCAV-Auth"]
     return http
+
+
+def _hang_up(http: requests.Session) -> None:
+    """Close the session's connections. Session.close() alone leaves them open (urllib3 2
+    closes a pool's connections only when the pool is closed or collected), and an idle
+    keep-alive connection holds an API worker in its graceful stop until the keep-alive
+    timeout (H4_HEADER_TIMEOUT_SECONDS, 10 s) ends it."""
+    for adapter in http.adapters.values():
+        pools = adapter.poolmanager.pools  # a RecentlyUsedContainer: it refuses iteration
+        for key in list(pools.keys()):
+            pools[key].close()
+    http.close()
 
 
 def _run_task(http: requests.Session, api: str, path: str, **body) -> dict:
@@ -558,17 +569,9 @@ def test_s3_topology_keeps_backups_in_the_store_and_shares_no_backup_folder(s3_t
     assert _backup_folders_hold(topology) == {name: [] for name in topology.processes}
     assert stored_key in _bucket_keys(topology)
 
-    # Stopped as `docker compose stop` does (with no keep-alive connection left open to hold
-    # an API worker in its graceful shutdown); no password and no S3 key in any log.
-    http.close()
-    import gc
-    import urllib3
-    for obj in gc.get_objects():
-        if isinstance(obj, urllib3.HTTPResponse) and getattr(obj, "_pool", None) is not None and getattr(obj._pool, "port", None) == topology.api_port:
-            print("RESP", obj.status, obj._request_url, obj._pool.pool is not None, obj.headers.get("Content-Type"), obj.headers.get("Content-Length"), obj.headers.get("Transfer-Encoding"))
-    t0 = time.monotonic()
+    # Stopped as `docker compose stop` does; no password and no S3 key in any log.
+    _hang_up(http)
     topology.stop()
-    print("STOP", time.monotonic() - t0)
     logs = topology.log_text()
     for secret in (BACKUP_PASSWORD, REDIS_PASSWORD, quote(REDIS_PASSWORD, safe=""),
                    ADMIN_PASSWORD, topology.store.secret_key):

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.conftest_objectstore import object_store  # noqa: F401
 from tests.integration.harness import RedisServer, Service
 from tests.integration.objectstore import s3_env, unique_bucket_name
 from tests.integration.trees import make_tree
