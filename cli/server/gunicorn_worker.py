@@ -124,6 +124,32 @@ class AddressLimiter:
                 del self._open[address]
 
 
+class IdleWait:
+    """A connection waiting for its next request: at most `seconds`, and no longer once the
+    worker is told to stop, so that an idle keep-alive client cannot hold a stopping worker
+    for its whole idle time (a request in flight still finishes)."""
+
+    def __init__(self, waits: set[IdleWait], seconds: float) -> None:
+        self._waits = waits
+        self._timeout = gevent.Timeout(seconds, False)
+        self._greenlet: Any = None
+
+    def __enter__(self) -> IdleWait:
+        self._greenlet = gevent.getcurrent()
+        self._waits.add(self)
+        self._timeout.__enter__()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> bool | None:
+        self._waits.discard(self)
+        return self._timeout.__exit__(*exc_info)
+
+    def end_now(self) -> None:
+        # Thrown into the waiting connection, where its own block takes it as a timeout.
+        self._timeout.cancel()
+        gevent.kill(self._greenlet, self._timeout, block=False)
+
+
 class ApiWorker(GeventWorker):
     """gunicorn's gevent worker with the deadlines and limits described above."""
 
@@ -131,6 +157,7 @@ class ApiWorker(GeventWorker):
     limiter: AddressLimiter | None
 
     def init_process(self) -> None:
+        self.idle_waits: set[IdleWait] = set()
         self.settings = load_settings()
         # Behind a proxy every connection comes from the proxy: the proxy limits per client.
         per_address = self.settings.connections_per_address
@@ -158,9 +185,14 @@ class ApiWorker(GeventWorker):
 
         self.wsgi = with_body_deadline
 
-    def timeout_ctx(self) -> gevent.Timeout:
+    def timeout_ctx(self) -> AbstractContextManager[Any]:
         # Waiting for the next request and reading its headers, in total.
-        return gevent.Timeout(self._header_deadline(), False)
+        return IdleWait(self.idle_waits, self._header_deadline() if self.alive else 0)
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        super().handle_exit(sig, frame)
+        for wait in list(self.idle_waits):
+            wait.end_now()
 
     def _header_deadline(self) -> float:
         # Below the idle timeout, so the deadline ends a slow header first, quietly.

@@ -3,6 +3,7 @@ storage, with each backup's record, on the folder and on the object store alike.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -70,6 +71,30 @@ def test_after_flushall_and_a_restart_the_same_backups_are_listed_and_usable(
         assert_same_tree(tree, Path(task["result"]["path"]) / "tree")
         # Retention and the quota count the backups found again.
         assert redis_server.client().zcard("h4:backups") == 3
+    finally:
+        service.stop()
+        redis_server.stop()
+
+
+# The command is the same on both backends; the first test covers the folder.
+@pytest.mark.parametrize("backend", ["s3"], scope="module")
+def test_the_rebuild_command_lists_again_what_redis_lost(tmp_path, tree, storage_env):
+    """Without beat no reaper runs: the command alone brings the backups back."""
+    redis_server = RedisServer(tmp_path / "redis").start()
+    env = {"H4_SCRYPT_WORK_FACTOR": "12", **storage_env}
+    service = Service(tmp_path / "svc", redis_server, {"tree": tree}, extra_env=env)
+    service.start(workers=1)
+    try:
+        http = service.login()
+        made = _backup(service, http)
+        redis_server.client().flushall()
+        done = service.command("catalogue", "rebuild", "--json")
+        assert done.returncode == 0, done.stderr
+        # The bucket is the module's: the first test's backups come back with this one.
+        relisted = json.loads(done.stdout.splitlines()[-1])["relisted"]
+        assert made["id"] in relisted
+        http = service.login()
+        assert set(_listing(service, http)) == set(relisted)
     finally:
         service.stop()
         redis_server.stop()

@@ -8,7 +8,6 @@ import hashlib
 import os
 import signal
 import time
-from pathlib import Path
 
 import pytest
 import requests
@@ -23,7 +22,7 @@ from tests.integration.harness import (
     wait_until,
 )
 from tests.integration.objectstore import unique_bucket_name
-from tests.integration.trees import assert_same_tree, make_tree
+from tests.integration.trees import make_tree
 
 pytestmark = pytest.mark.integration
 
@@ -131,16 +130,6 @@ def test_a_download_cookie_works_as_with_a_folder(svc):
     assert (got.status_code, got.content) == (200, stored_bytes(svc, made["id"]))
 
 
-def test_verify_and_restore_read_the_object(svc, tree):
-    http = svc.login()
-    made = backup(svc, http)
-    verified = run(svc, http, "POST", f"/backups/{made['id']}/verify", password=PASSWORD)
-    assert verified["result"]["hashOk"] and verified["result"]["contentChecked"], verified
-    restored = run(svc, http, "POST", f"/backups/{made['id']}/restore", password=PASSWORD)
-    assert restored["state"] == "SUCCEEDED", restored
-    assert_same_tree(tree, Path(restored["result"]["path"]) / "tree")
-
-
 def test_an_import_is_stored_in_the_bucket_and_listed(svc):
     http = svc.login()
     made = backup(svc, http)
@@ -176,27 +165,6 @@ def test_after_redis_is_flushed_the_admin_logs_in_and_backups_are_listed_again(s
     wait_until(lambda: listing() == before, 30, "the reaper to list every backup again")
     got = http.get(f"{svc.url}/backups/{made['id']}")
     assert got.content == stored_bytes(svc, made["id"])
-
-
-def test_a_canceled_backup_leaves_no_object_and_no_upload(tmp_path, object_store):
-    bucket = object_store.create_bucket(unique_bucket_name("h4cancel"))
-    big = write_random_tree(tmp_path / "big", 200 * 1024 * 1024)
-    redis_server = RedisServer(tmp_path / "redis").start()
-    service = Service(tmp_path / "svc", redis_server, {"big": big},
-                      extra_env=s3_env(object_store, tmp_path, bucket)).start(workers=1)
-    service.bucket, service.s3 = bucket, object_store.client()
-    try:
-        http = service.login()
-        task_id = http.post(f"{service.url}/backups", json={"password": PASSWORD}).json()["id"]
-        wait_until(lambda: unfinished_uploads(service), 60, "the upload to begin")
-        assert http.post(f"{service.url}/tasks/{task_id}/cancel").status_code == 202
-        task = service.wait_for_task(http, task_id, seconds=15)
-        assert (task["state"], task["error"]["code"]) == ("FAILED", "TaskCanceled")
-        wait_until(lambda: not unfinished_uploads(service), 10, "the upload to be aborted")
-        assert keys_in(service) == []
-    finally:
-        service.stop()
-        redis_server.stop()
 
 
 def test_an_unreachable_store_fails_the_backup_with_storage_unavailable(tmp_path, object_store,

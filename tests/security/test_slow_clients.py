@@ -161,3 +161,26 @@ def test_a_connection_that_never_starts_its_tls_handshake_is_closed_at_the_deadl
         started = time.monotonic()
         assert sock.recv(1024) == b""  # nothing sent: the server hangs up
     assert time.monotonic() - started < HEADER_SECONDS + 2
+
+
+def test_a_stopping_api_closes_idle_keep_alive_connections_instead_of_waiting_for_them(
+        tmp_path):
+    """An idle keep-alive client must not hold a stopping worker for its idle time: gunicorn
+    would wait for it up to the 10 s header deadline, and Docker kills what outlives 10 s."""
+    redis_server = RedisServer(tmp_path / "redis").start()
+    (tmp_path / "tree").mkdir()
+    service = Service(tmp_path / "svc", redis_server, {"tree": tmp_path / "tree"},
+                      extra_env={"H4_HEADER_TIMEOUT_SECONDS": "30",
+                                 "H4_CLIENT_IDLE_SECONDS": "60"}).start(workers=1)
+    try:
+        with service.connect() as idle:
+            idle.sendall(b"GET /diagnostics/about HTTP/1.1\r\nHost: h4\r\n\r\n")
+            status, _ = _read_response(idle)
+            assert status == 200
+            service.api.terminate()
+            idle.settimeout(20)
+            assert idle.recv(1) == b""  # closed by the server, not by a 30 s deadline
+        assert service.api.wait(20) == 0
+    finally:
+        service.stop()
+        redis_server.stop()
