@@ -32,10 +32,13 @@ def reconcile(store: Store, storage: BackupStorage, hash_unrecorded: bool = Fals
     """List what the storage holds and Redis does not; drop what Redis lists and the storage
     lacks. A backup without a record is listed only with hash_unrecorded, which reads it."""
     report = Reconciled()
-    stored = {obj.name: obj for obj in storage.list()}
+    # Redis first, the storage after: a backup's file is stored before it is listed, so every
+    # row read here has its file in the listing below, unless the file is really gone.
     pending = store.pending_backups()
-    _drop_missing(store, stored, pending, report)
-    listed = {row["id"] for row in store.list_backups()}
+    rows = store.list_backups()
+    stored = {obj.name: obj for obj in storage.list()}
+    _drop_missing(store, rows, stored, pending, report)
+    listed = {row["id"] for row in rows}
     for obj in stored.values():
         backup_id = backup_id_of(obj.name)
         if backup_id and backup_id not in listed and backup_id not in pending:
@@ -44,9 +47,9 @@ def reconcile(store: Store, storage: BackupStorage, hash_unrecorded: bool = Fals
     return report
 
 
-def _drop_missing(store: Store, stored: dict[str, StoredObject], pending: set[str],
-                  report: Reconciled) -> None:
-    for row in store.list_backups():
+def _drop_missing(store: Store, rows: list[dict], stored: dict[str, StoredObject],
+                  pending: set[str], report: Reconciled) -> None:
+    for row in rows:
         if row.get("file") in stored or row["id"] in pending:
             continue
         if store.unlist_backup(row["id"]) is not None:

@@ -102,3 +102,26 @@ def test_a_record_of_another_size_or_file_gives_no_row(storage):
     assert row_of({**record, "size": 1}, stored) is None
     assert row_of({**record, "file": "b2.tar.zst.age"}, stored) is None
     assert row_of({**record, "hash": ["not", "a", "hash"]}, stored) is None
+
+
+class FinishingWhileListed(FolderStorage):
+    """A worker stores and lists a backup just as the rebuild lists the storage."""
+
+    def __init__(self, folder, store):
+        super().__init__(folder)
+        self.store, self.finished = store, None
+
+    def list(self):
+        seen = list(super().list())  # the listing is taken before the backup is stored
+        if self.finished is None:
+            self.finished = stored_backup(self, "late")
+            self.store.relist_backup(self.finished)  # as the task's FINISH lists it
+        return iter(seen)
+
+
+def test_a_backup_listed_while_the_rebuild_runs_is_not_dropped(store, tmp_path):
+    racing = FinishingWhileListed(tmp_path / "race", store)
+    racing.prepare()
+    report = reconcile(store, racing)
+    assert report.dropped == []
+    assert store.get_backup("late") is not None
