@@ -147,7 +147,7 @@ class IdleWait:
     def end_now(self) -> None:
         # Thrown into the waiting connection, where its own block takes it as a timeout.
         self._timeout.cancel()
-        gevent.kill(self._greenlet, self._timeout, block=False)
+        gevent.kill(self._greenlet, self._timeout)
 
 
 class ApiWorker(GeventWorker):

@@ -181,6 +181,7 @@ def test_a_stopping_api_closes_idle_keep_alive_connections_instead_of_waiting_fo
             idle.settimeout(20)
             assert idle.recv(1) == b""  # closed by the server, not by a 30 s deadline
         assert service.api.wait(20) == 0
+        assert "Exception in worker process" not in service.logs()  # a clean stop, no crash
     finally:
         service.stop()
         redis_server.stop()
