@@ -16,6 +16,8 @@ from pathlib import Path
 
 from common.backupfile.io.folder import remove_orphan_temporaries
 from common.backupfile.io.storage import BackupStorage
+from common.celery_app import QUEUE
+from common.clock import now_ms
 from common.errors import H4Error, WorkerLost
 from common.kinds import BACKUP, RESTORE, kind_of
 from common.reconcile import reconcile
@@ -29,10 +31,17 @@ log = logging.getLogger("h4backup.worker")
 ORPHAN_AGE_SECONDS = 3600
 
 
+# A task no worker has claimed waits for its message. One whose message is nowhere, neither
+# queued nor held by a worker, after this long was lost by the broker (a Redis restart just as
+# a worker received it leaves it for the 5 h visibility timeout): it is sent again, once.
+UNSENT_AGE_MS = 60_000
+
+
 @dataclass
 class ReapReport:
     requeued: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    resent: list[str] = field(default_factory=list)
 
 
 def reap(store: Store, requeue: Callable[[str, str], None], max_attempts: int,
@@ -53,7 +62,33 @@ def reap(store: Store, requeue: Callable[[str, str], None], max_attempts: int,
             _remove_leftovers(storage, task)
             requeue(task_id, task.type or BACKUP.name)
             report.requeued.append(task_id)
+    report.resent = _resend_lost_messages(store, requeue, now_ms())
     return report
+
+
+def _resend_lost_messages(store: Store, requeue: Callable[[str, str], None],
+                          now: int) -> list[str]:
+    waiting = [task.id for task in map(store.get_task, store.running_task_ids())
+               if _unclaimed_for_long(task, now)]
+    if not waiting:
+        return []
+    with_messages = store.task_ids_with_messages((QUEUE,))
+    resent = []
+    for task_id in waiting:
+        task = store.get_task(task_id)  # again: a worker may have claimed it meanwhile
+        if (task_id in with_messages or not _unclaimed_for_long(task, now)
+                or not store.mark_requeued(task_id, 0)):
+            continue
+        log.warning("task %s has no message in the broker, queued or held by a worker (lost "
+                    "with a Redis restart?); sending it again", task_id)
+        requeue(task_id, task.type)
+        resent.append(task_id)
+    return resent
+
+
+def _unclaimed_for_long(task: TaskRow | None, now: int) -> bool:
+    return (task is not None and task.state == TaskState.RUNNING and task.attempts == 0
+            and kind_of(task) is not None and now - task.start_time > UNSENT_AGE_MS)
 
 
 def _lost(store: Store, task: TaskRow | None) -> bool:

@@ -113,6 +113,13 @@ class TaskRows:
                 pipe.exists(self._lease_key(task_id))
             return sum(pipe.execute()) if ids else 0
 
+    def task_ids_with_messages(self, queues: tuple[str, ...]) -> set[str]:
+        """Tasks whose Celery message waits in one of `queues`, or is held, received but not
+        yet acknowledged, by a worker (kombu's Redis transport keeps those in `unacked`)."""
+        waiting = [raw for queue in queues for raw in self.redis.lrange(queue, 0, -1)]
+        held = [_held_envelope(raw) for raw in self.redis.hvals(UNACKED_KEY)]
+        return {task_id for raw in (*waiting, *held) if (task_id := _message_task_id(raw))}
+
     def mark_requeued(self, task_id: str, attempt: int) -> bool:
         return bool(self._mark_requeued(keys=[self.task_key(task_id)], args=[attempt]))
 
@@ -234,3 +241,24 @@ class TaskRows:
     def renew_lease(self, task_id: str, holder: str, lease_seconds: int) -> bool:
         return bool(self._renew(keys=[self._lease_key(task_id)], args=[holder, lease_seconds]))
 
+
+
+# kombu's Redis transport: received, unacknowledged messages, as [envelope, exchange, key].
+UNACKED_KEY = "unacked"
+
+
+def _held_envelope(raw: str) -> str:
+    try:
+        return json.dumps(json.loads(raw)[0])
+    except (ValueError, IndexError, TypeError):
+        return ""
+
+
+def _message_task_id(raw: str) -> str | None:
+    """The task id in a Celery message envelope; None for anything else."""
+    try:
+        headers = json.loads(raw).get("headers") or {}
+    except (ValueError, AttributeError):
+        return None
+    task_id = headers.get("id") if isinstance(headers, dict) else None
+    return task_id if isinstance(task_id, str) else None

@@ -1,6 +1,11 @@
+import json
+
 from common.backupfile.io.folder import FolderStorage
+from common.celery_app import QUEUE
+from common.starting import TaskStarter
 from common.tasks import new_backup_task
-from worker.maintenance import reap
+from worker import maintenance
+from worker.maintenance import UNSENT_AGE_MS, reap
 
 
 def _claimed(store, backup_id="b1", attempts=1):
@@ -67,3 +72,52 @@ def test_a_requeued_backup_loses_what_its_dead_worker_left_unfinished(store, tmp
     partial.write_bytes(b"half")
     reap(store, lambda *_: None, 3, FolderStorage(tmp_path))
     assert not partial.exists()
+
+
+# --- tasks whose message the broker lost -------------------------------------------------
+
+def _accepted(store, settings, dispatcher, backup_id="q1"):
+    """A backup task accepted as the API accepts one: its row, and its message queued."""
+    row = new_backup_task("admin", backup_id, encrypted=False, recipients=[])
+    TaskStarter(store, settings, dispatcher.message).backup(row, backup_id)
+    return row
+
+
+def _a_minute_later(monkeypatch, row):
+    monkeypatch.setattr(maintenance, "now_ms", lambda: row.start_time + UNSENT_AGE_MS + 1)
+
+
+def test_an_unclaimed_task_whose_message_waits_in_the_queue_is_left_alone(
+        store, settings, dispatcher, tmp_path, monkeypatch):
+    row = _accepted(store, settings, dispatcher)
+    _a_minute_later(monkeypatch, row)
+    assert reap(store, lambda *_: None, 3, FolderStorage(tmp_path)).resent == []
+
+
+def test_an_unclaimed_task_whose_message_is_gone_is_sent_again_once(
+        store, settings, dispatcher, tmp_path, monkeypatch):
+    row = _accepted(store, settings, dispatcher)
+    store.redis.delete(QUEUE)  # lost with a Redis restart as a worker received it
+    _a_minute_later(monkeypatch, row)
+    sent = []
+    storage = FolderStorage(tmp_path)
+    assert reap(store, lambda *args: sent.append(args), 3, storage).resent == [row.id]
+    assert reap(store, lambda *args: sent.append(args), 3, storage).resent == []
+    assert sent == [(row.id, "backup")]
+
+
+def test_a_message_a_worker_holds_unacknowledged_counts_as_present(
+        store, settings, dispatcher, tmp_path, monkeypatch):
+    row = _accepted(store, settings, dispatcher)
+    (payload,) = store.redis.lrange(QUEUE, 0, -1)
+    store.redis.delete(QUEUE)
+    store.redis.hset("unacked", "tag-1", json.dumps([json.loads(payload), "", QUEUE]))
+    _a_minute_later(monkeypatch, row)
+    assert reap(store, lambda *_: None, 3, FolderStorage(tmp_path)).resent == []
+
+
+def test_a_young_unclaimed_task_without_a_message_is_left_alone(
+        store, settings, dispatcher, tmp_path):
+    _accepted(store, settings, dispatcher)
+    store.redis.delete(QUEUE)
+    assert reap(store, lambda *_: None, 3, FolderStorage(tmp_path)).resent == []
