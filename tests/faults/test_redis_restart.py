@@ -54,7 +54,7 @@ def test_redis_restart_with_queued_and_running_tasks_loses_nothing(make_service,
 
 # --- Redis restarted at random points of backups ------------------------------------------
 
-RESTARTS = 20
+RESTARTS = 12
 # Seeded, so that a failing run replays restart for restart.
 RESTART_SEED = 1103
 # Encrypted to a public key: the encryption stage runs, and a task sent again still has all

@@ -50,6 +50,13 @@ class Cli:
 
 
 @pytest.fixture(scope="module")
+def backend():
+    """The client only speaks HTTP: where the service keeps its backups is the backup and
+    restore suites' business, run on both backends there."""
+    return "folder"
+
+
+@pytest.fixture(scope="module")
 def cli(service, tmp_path_factory):
     client = Cli(service, tmp_path_factory.mktemp("cli"))
     login = client("login", "--url", service.url)
