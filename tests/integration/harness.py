@@ -297,7 +297,10 @@ class Service:
                 try:
                     process.wait(30)
                 except subprocess.TimeoutExpired:
+                    # A worker still finishing its backup after 30 s: killed, and reaped, so
+                    # that no process outlives its Popen.
                     process.kill()
+                    process.wait(10)
         if self._s3 is not None:
             self._s3.close()
             self._s3 = None
