@@ -8,9 +8,9 @@ from flask import g, url_for
 from flask.views import MethodView
 
 from api import files
-from api.auth import admin_required, current_caller
+from api.auth import acting_caller, admin_required, gated_admin, settle_gate, write_gate
 from api.blueprint import Blueprint
-from api.media import RESPONSE_TYPE
+from api.media import RESPONSE_TYPE, document_response
 from api.schemas import (
     ApiTaskSchema,
     BackupInfoSchema,
@@ -42,23 +42,25 @@ def _check_password(password: str | None) -> str | None:
 
 
 def start_backup(backup_id: str, body: dict):
-    """Write the task row, counted against the quota, together with its message."""
+    """Write the task row, counted against the quota, together with its message; the
+    caller's session is checked in the same script when this process knows the token."""
     services = app_services()
-    caller = current_caller()
     password, recipients = _check_password(body.get("password")), body.get("recipients")
-    row = tasks.new_backup_task(caller.user, backup_id,
+    row = tasks.new_backup_task(acting_caller().user, backup_id,
                                 encrypted=bool(password or recipients),
                                 operation_id=g.get("operation_id"),
                                 recipients=recipients or [])
-    created = services.starter.backup(row, backup_id, {"password": password or ""})
+    created = services.starter.backup(row, backup_id, {"password": password or ""},
+                                      gate=write_gate())
+    settle_gate(created)
     if created.outcome != "created":  # a repeated client-chosen id: that backup's own task
         return services.store.get_task(created.task_id), 202, location(created.task_id)
-    return row, 202, location(row.id)
+    return document_response(created.document, 202, location(row.id))
 
 
 @blp.route("")
 class Backups(MethodView):
-    @admin_required
+    @gated_admin
     @blp.arguments(NewBackupRequestSchema, required=False)
     @blp.response(202, ApiTaskSchema, content_type=RESPONSE_TYPE)
     def post(self, body: dict):
@@ -74,7 +76,7 @@ class Backups(MethodView):
 
 @blp.route("/<uuid:backup_id>")
 class Backup(MethodView):
-    @admin_required
+    @gated_admin
     @blp.arguments(NewBackupRequestSchema, required=False)
     @blp.response(202, ApiTaskSchema, content_type=RESPONSE_TYPE)
     def post(self, body: dict, backup_id: uuid.UUID):

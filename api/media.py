@@ -185,6 +185,12 @@ def check_json_text(data: bytes) -> None:
                            msg="The request body is not valid JSON.") from None
 
 
+def document_response(document: str, status: int, headers: dict[str, str]) -> Response:
+    """A JSON document the store keeps ready to send, sent as it is (no schema, no dump)."""
+    return Response(document + "\n", status=status, headers=headers,
+                    content_type=response_type())
+
+
 def use_vendor_type(response: Response) -> Response:
     """JSON responses in the negotiated type."""
     # The OpenAPI document stays plain JSON, for the generic tools that read it.

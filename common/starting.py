@@ -16,12 +16,15 @@ from common.celery_app import TaskMessage
 from common.config import Settings
 from common.errors import BackupQuotaExceeded, TooManyTasks
 from common.kinds import KINDS
-from common.store import Created, Store
+from common.store import Created, SessionGate, Store
 from common.tasks import SECRET_TTL_SECONDS, TaskRow
 from common.transit import TransitSealer
 
 # The message that runs a task: (Celery task name, task id) -> message.
 MessageFor = Callable[[str, str], TaskMessage]
+
+# A gated write that found no live session for its caller wrote nothing: the caller decides.
+GATE_REFUSALS = frozenset({"unauthenticated", "forbidden"})
 
 
 @dataclass(frozen=True)
@@ -32,13 +35,16 @@ class TaskStarter:
     sealer: TransitSealer | None = None
 
     def backup(self, row: TaskRow, backup_id: str, secret: dict[str, str] | None = None,
-               queue: bool = True) -> Created:
+               queue: bool = True, gate: SessionGate | None = None) -> Created:
         """A task that stores a backup, counted against the quota. Without `queue` the caller
-        stores it itself (an import). A repeated backup id gives that backup's own task."""
+        stores it itself (an import). A repeated backup id gives that backup's own task.
+        With a gate, only for the caller's live session (else a refusal comes back)."""
         created = self.store.create_backup_task(
             row, backup_id, self.settings.backup_quota, self._seal(row, secret),
             SECRET_TTL_SECONDS, self.settings.user_task_cap,
-            self._message(row) if queue else None)
+            self._message(row) if queue else None, gate)
+        if created.outcome in GATE_REFUSALS:
+            return created
         if created.outcome == "quota":
             raise BackupQuotaExceeded(self.settings.backup_quota, created.count)
         if created.outcome == "user_busy":

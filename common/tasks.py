@@ -27,13 +27,17 @@ REAP_INTERVAL_SECONDS = 5.0
 # A sealed password outlives any backup that may still use it, and no longer.
 SECRET_TTL_SECONDS = 6 * 3600
 
-# Every hash field a row of this version writes or a script of this version sets; anything
-# else in a hash came from another version and is kept aside in TaskRow.extra.
-HASH_FIELDS = frozenset({
+# Every hash field a row of this version writes or a script of this version sets.
+ROW_FIELDS = frozenset({
     "id", "state", "progress", "startTime", "endTime", "lastUpdated", "user", "result",
     "resultType", "error", "warnings", "workflowInfo", "type", "resourceId", "operationID",
     "attempts", "backupId", "encrypted", "recipients", "kind", "requeuedAttempt",
 })
+# The ApiTask JSON and what it was made from: only the store's scripts write them, from the
+# other fields, so a row never carries them.
+DOCUMENT_FIELDS = frozenset({"document", "documentStamp"})
+# Anything else in a hash came from another version and is kept aside in TaskRow.extra.
+HASH_FIELDS = ROW_FIELDS | DOCUMENT_FIELDS
 
 HashValue = str | int
 

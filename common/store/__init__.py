@@ -18,12 +18,12 @@ import redis
 
 from common.store import scripts
 from common.store.catalogue import Catalogue
-from common.store.codec import PREFIX, Created
+from common.store.codec import PREFIX, Created, SessionGate
 from common.store.schedule import ScheduleStore
 from common.store.tasks import TaskRows
 from common.store.users import UsersAndSessions
 
-__all__ = ["Created", "Store"]
+__all__ = ["Created", "SessionGate", "Store"]
 
 
 class Store(TaskRows, Catalogue, UsersAndSessions, ScheduleStore):
@@ -34,6 +34,11 @@ class Store(TaskRows, Catalogue, UsersAndSessions, ScheduleStore):
         self.task_ttl = task_ttl_seconds
         self._create_backup_task = client.register_script(scripts.CREATE_BACKUP_TASK)
         self._create_task = client.register_script(scripts.CREATE_TASK)
+        self._gated_create_backup_task = client.register_script(
+            scripts.gated(scripts.CREATE_BACKUP_TASK))
+        self._gated_create_task = client.register_script(scripts.gated(scripts.CREATE_TASK))
+        self._record_finished = client.register_script(scripts.RECORD_FINISHED)
+        self._task_document = client.register_script(scripts.TASK_DOCUMENT)
         self._progress = client.register_script(scripts.PROGRESS)
         self._warning = client.register_script(scripts.WARNING)
         self._finish = client.register_script(scripts.FINISH)

@@ -27,9 +27,29 @@ def _allowed_from(target: TaskState) -> str:
 class Created:
     """Outcome of asking for a backup task: a new task, the existing one, or over quota."""
 
-    outcome: str  # "created" | "exists" | "quota"
+    # "created" | "exists" | "quota" | "user_busy"; with a gate also "unauthenticated",
+    # "forbidden"
+    outcome: str
     task_id: str | None = None
     count: int = 0
+    document: str | None = None  # the new task's ApiTask JSON, as the API sends it
+
+
+@dataclass(frozen=True)
+class SessionGate:
+    """A write made for an API caller, checked against the caller's session in the same
+    script: the session live (its idle timer restarted), its user `user`, holding `role`."""
+
+    digest: str
+    user: str
+    role: str
+    idle_seconds: int
+
+    def keys(self) -> list[str]:
+        return [f"{PREFIX}session:{self.digest}", f"{PREFIX}user:{self.user}"]
+
+    def args(self) -> list[str | int]:
+        return [self.idle_seconds, self.user, self.role]
 
 
 def _new_generation() -> str:

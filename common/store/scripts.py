@@ -24,11 +24,78 @@ end
 """
 
 
+# The ApiTask document of a task row, rendered inside Redis by every script that changes a
+# field it shows, and kept in the row (`document`) ready to send: a task poll then reads one
+# string instead of decoding the hash, building a row and dumping it through the schema.
+# Keys in the order the API's JSON has them (sorted); structured fields are stored as JSON
+# already and go in as they are. `documentStamp` names the lastUpdated and state it was made
+# from, so a reader can tell a document that a writer of another version left behind.
+_RENDER_DOCUMENT = """
+local function render_document(key)
+  local f = redis.call('HMGET', key, 'endTime', 'error', 'id', 'lastUpdated', 'progress',
+                       'result', 'resultType', 'startTime', 'state', 'user', 'warnings',
+                       'workflowInfo')
+  local function int(v, default)
+    if v and string.match(v, '^%-?%d+$') then return v end
+    return default
+  end
+  local function json(v, default)
+    if v and v ~= '' then return v end
+    return default
+  end
+  local function text(v) return cjson.encode(v or '') end
+  local resultType = 'null'
+  if f[7] and f[7] ~= '' then resultType = text(f[7]) end
+  local document = '{"endTime":' .. int(f[1], '-1') .. ',"error":' .. json(f[2], 'null')
+    .. ',"id":' .. text(f[3]) .. ',"lastUpdated":' .. int(f[4], '0')
+    .. ',"progress":' .. int(f[5], '0') .. ',"result":' .. json(f[6], 'null')
+    .. ',"resultType":' .. resultType .. ',"startTime":' .. int(f[8], '0')
+    .. ',"state":' .. text(f[9]) .. ',"user":' .. text(f[10])
+    .. ',"warnings":' .. json(f[11], '[]') .. ',"workflowInfo":'
+    .. json(f[12], '{"type":"","resourceType":"","resourceId":"","resourceName":""}') .. '}'
+  redis.call('HSET', key, 'document', document,
+             'documentStamp', (f[4] or '') .. ' ' .. (f[9] or ''))
+  return document
+end
+"""
+
+# A write made on behalf of an API caller checks the caller's session in the same script,
+# with the checks TOUCH_SESSION makes. The API names the user it expects (the session's user
+# when this process last saw the token): the user's keys are then declared like any other.
+# KEYS: session, user; ARGV: idle seconds, expected user, role required ('' for none).
+# Then the script's own KEYS and ARGV follow, which the body sees from 1 as usual.
+_CALLER_GATE = """
+local owner = redis.call('HMGET', KEYS[1], 'user', 'generation', 'roles')
+if not owner[1] then return {'unauthenticated', ''} end
+if owner[1] ~= ARGV[2] then return {'unauthenticated', ''} end
+local account = redis.call('HMGET', KEYS[2], 'name', 'generation')
+if not account[1] or account[2] ~= owner[2] then
+  redis.call('DEL', KEYS[1])
+  return {'unauthenticated', ''}
+end
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+if ARGV[3] ~= '' then
+  local allowed = false
+  for _, role in ipairs(cjson.decode(owner[3] or '[]')) do
+    if role == ARGV[3] then allowed = true end
+  end
+  if not allowed then return {'forbidden', ''} end
+end
+local KEYS = {unpack(KEYS, 3)}
+local ARGV = {unpack(ARGV, 4)}
+"""
+
+
+def gated(script: str) -> str:
+    """`script` run only for a caller whose session is live (and holds the role)."""
+    return _CALLER_GATE + script
+
+
 # KEYS: task, all tasks, user's tasks, backups, pending backups, backup->task, secret,
 #       running tasks, user's running tasks, metrics, [message queue]
 # ARGV: message ('' for none), quota, task id, start time, backup id, sealed password,
 #       secret ttl, user cap, then the row's field/value pairs
-CREATE_BACKUP_TASK = """
+CREATE_BACKUP_TASK = _RENDER_DOCUMENT + """
 local existing = redis.call('GET', KEYS[6])
 if existing then return {'exists', existing} end
 local running = redis.call('SCARD', KEYS[9])
@@ -43,15 +110,16 @@ redis.call('SADD', KEYS[9], ARGV[3])
 redis.call('SADD', KEYS[5], ARGV[5])
 redis.call('SET', KEYS[6], ARGV[3])
 redis.call('HINCRBY', KEYS[10], (redis.call('HGET', KEYS[1], 'type') or 'task') .. ':started', 1)
+local document = render_document(KEYS[1])
 """ + _keep_in_memory(7, 6) + _QUEUE_MESSAGE + """
-return {'created', ARGV[3]}
+return {'created', ARGV[3], document}
 """
 
 # KEYS: task, all tasks, user's tasks, running tasks, user's running tasks, secret, metrics,
 #       [message queue]
 # ARGV: message ('' for none), task id, start time, user cap ('' for none), sealed password,
 #       secret ttl, then the row's field/value pairs
-CREATE_TASK = """
+CREATE_TASK = _RENDER_DOCUMENT + """
 if ARGV[4] ~= '' then
   local running = redis.call('SCARD', KEYS[5])
   if running >= tonumber(ARGV[4]) then return {'user_busy', tostring(running)} end
@@ -62,19 +130,18 @@ redis.call('ZADD', KEYS[3], ARGV[3], ARGV[2])
 redis.call('SADD', KEYS[4], ARGV[2])
 redis.call('SADD', KEYS[5], ARGV[2])
 redis.call('HINCRBY', KEYS[7], (redis.call('HGET', KEYS[1], 'type') or 'task') .. ':started', 1)
+local document = render_document(KEYS[1])
 """ + _keep_in_memory(6, 5) + _QUEUE_MESSAGE + """
-return {'created', ARGV[2]}
+return {'created', ARGV[2], document}
 """
 
-# KEYS: session, then any rows to read along with it
-# ARGV: idle seconds, the prefix of user keys
-# The session's fields, its idle timer restarted, then each row's fields: an authenticated
-# read in one round trip. Nothing but the empty session comes back without a session.
+# KEYS[1] session; ARGV: idle seconds, the prefix of user keys. Leaves `session` set to the
+# session's fields, its idle timer restarted; without a session the script returns {{}}.
 # A session lives only as long as its user keeps the generation it was created under: any
 # change to the user (password, roles, deletion, revocation) ends it here, and it is deleted.
 # The user's key is known only once the session is read, so it is built here from the prefix:
 # fine on the one Redis the service uses, not on a cluster.
-TOUCH_SESSION = """
+_TOUCH = """
 local owner = redis.call('HMGET', KEYS[1], 'user', 'generation')
 if not owner[1] then return {{}} end
 local user = redis.call('HMGET', ARGV[2] .. owner[1], 'name', 'generation')
@@ -84,6 +151,13 @@ if not user[1] or user[2] ~= owner[2] then
 end
 local session = redis.call('HGETALL', KEYS[1])
 redis.call('EXPIRE', KEYS[1], ARGV[1])
+"""
+
+# KEYS: session, then any rows to read along with it
+# ARGV: idle seconds, the prefix of user keys
+# The session, then each row's fields: an authenticated read in one round trip. Nothing but
+# the empty session comes back without a session.
+TOUCH_SESSION = _TOUCH + """
 local rows = {session}
 for i = 2, #KEYS do rows[i] = redis.call('HGETALL', KEYS[i]) end
 return rows
@@ -114,22 +188,24 @@ redis.call('HSET', KEYS[1], 'generation', ARGV[1])
 return 1
 """
 
-PROGRESS = """
+PROGRESS = _RENDER_DOCUMENT + """
 local state = redis.call('HGET', KEYS[1], 'state')
 if state ~= 'RUNNING' then return 0 end
 local current = tonumber(redis.call('HGET', KEYS[1], 'progress') or '0')
 local wanted = math.min(tonumber(ARGV[1]), 99)
 if wanted <= current then return 0 end
 redis.call('HSET', KEYS[1], 'progress', wanted, 'lastUpdated', ARGV[2])
+render_document(KEYS[1])
 return 1
 """
 
-WARNING = """
+WARNING = _RENDER_DOCUMENT + """
 if redis.call('HGET', KEYS[1], 'state') ~= 'RUNNING' then return 0 end
 local warnings = cjson.decode(redis.call('HGET', KEYS[1], 'warnings') or '[]')
 if #warnings >= tonumber(ARGV[2]) then return 0 end
 table.insert(warnings, cjson.decode(ARGV[1]))
 redis.call('HSET', KEYS[1], 'warnings', cjson.encode(warnings), 'lastUpdated', ARGV[3])
+render_document(KEYS[1])
 return 1
 """
 
@@ -137,7 +213,7 @@ return 1
 #       running tasks, user's running tasks, cancel flag
 # ARGV: target, allowed-from, now, ttl, result, resultType, error, backupId, generatedOn,
 #       then the backup row's field/value pairs when the finish stores a backup.
-FINISH = """
+FINISH = _RENDER_DOCUMENT + """
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return 0 end
 local allowed = false
@@ -147,6 +223,7 @@ local fields = {'state', ARGV[1], 'endTime', ARGV[3], 'lastUpdated', ARGV[3],
                 'result', ARGV[5], 'resultType', ARGV[6], 'error', ARGV[7]}
 if ARGV[1] == 'SUCCEEDED' then table.insert(fields, 'progress'); table.insert(fields, '100') end
 redis.call('HSET', KEYS[1], unpack(fields))
+render_document(KEYS[1])
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('DEL', KEYS[2], KEYS[3], KEYS[10])
 local id = redis.call('HGET', KEYS[1], 'id')
@@ -229,4 +306,30 @@ RENEW = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 return 1
+"""
+
+# Write a task that ended before it was accepted (a synchronous check), in its final state.
+# KEYS: task, all tasks, user's tasks; ARGV: ttl, task id, start time, the row's pairs.
+RECORD_FINISHED = _RENDER_DOCUMENT + """
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+render_document(KEYS[1])
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[2])
+return 1
+"""
+
+# KEYS: session, task; ARGV: idle seconds, the prefix of user keys
+# A task poll: the session checked and touched as TOUCH_SESSION does, then the task's owner
+# and its ready document. A document missing, or made from another lastUpdated or state than
+# the row now has (a writer of another version changed the row), comes back as '' with the
+# whole row instead, for the reader to render.
+TASK_DOCUMENT = _TOUCH + """
+local task = redis.call('HMGET', KEYS[2], 'user', 'document', 'documentStamp', 'lastUpdated',
+                        'state')
+if not task[1] and not task[5] then return {session} end
+if task[2] and task[3] == (task[4] or '') .. ' ' .. (task[5] or '') then
+  return {session, {task[1] or '', task[2]}}
+end
+return {session, {task[1] or '', ''}, redis.call('HGETALL', KEYS[2])}
 """

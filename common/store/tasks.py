@@ -15,6 +15,7 @@ from common.store.codec import (
     PREFIX,
     RUNNING_KEY,
     Created,
+    SessionGate,
     _allowed_from,
     _dump,
     _flatten,
@@ -57,9 +58,11 @@ class TaskRows:
     def create_backup_task(self, task: TaskRow, backup_id: str, quota: int,
                            sealed_password: str | None, secret_ttl: int,
                            user_cap: int = 1_000_000,
-                           message: TaskMessage | None = None) -> Created:
+                           message: TaskMessage | None = None,
+                           gate: SessionGate | None = None) -> Created:
         """Write a new backup task row unless its id is taken, the quota is full, or the user
-        already runs `user_cap` tasks; with a message, queue it in the same step."""
+        already runs `user_cap` tasks; with a message, queue it in the same step; with a
+        gate, only for that live session."""
         keys = [self.task_key(task.id), f"{PREFIX}tasks", self._user_tasks_key(task.user),
                 f"{PREFIX}backups", f"{PREFIX}backups:pending",
                 f"{PREFIX}backup-task:{backup_id}", self._secret_key(task.id),
@@ -67,26 +70,30 @@ class TaskRows:
                 *_queue_key(message)]
         args = [_payload(message), quota, task.id, task.start_time, backup_id,
                 sealed_password or "", secret_ttl, user_cap, *_flatten(task.to_hash())]
-        outcome, value = self._create_backup_task(keys=keys, args=args)
-        if outcome in ("quota", "user_busy"):
-            return Created(outcome, count=int(value))
-        return Created(outcome, task_id=value)
+        return _created(self._run_gated(
+            self._create_backup_task, self._gated_create_backup_task, keys, args, gate))
 
     def create_task(self, task: TaskRow, user_cap: int | None = None,
                     sealed_password: str | None = None, secret_ttl: int = 3600,
-                    message: TaskMessage | None = None) -> Created:
+                    message: TaskMessage | None = None,
+                    gate: SessionGate | None = None) -> Created:
         """Write a new task row (with its sealed password), unless the user is at the cap;
-        with a message, queue it in the same step."""
+        with a message, queue it in the same step; with a gate, only for that live session."""
         keys = [self.task_key(task.id), f"{PREFIX}tasks", self._user_tasks_key(task.user),
                 RUNNING_KEY, self._user_running_key(task.user), self._secret_key(task.id),
                 task_metrics.KEY, *_queue_key(message)]
         args = [_payload(message), task.id, task.start_time,
                 "" if user_cap is None else user_cap, sealed_password or "", secret_ttl,
                 *_flatten(task.to_hash())]
-        outcome, value = self._create_task(keys=keys, args=args)
-        if outcome == "user_busy":
-            return Created(outcome, count=int(value))
-        return Created(outcome, task_id=value)
+        return _created(self._run_gated(self._create_task, self._gated_create_task, keys,
+                                        args, gate))
+
+    @staticmethod
+    def _run_gated(script, gated_script, keys: list[str], args: list[Any],
+                   gate: SessionGate | None) -> list[str]:
+        if gate is None:
+            return script(keys=keys, args=args)
+        return gated_script(keys=gate.keys() + keys, args=gate.args() + args)
 
     def enqueue(self, message: TaskMessage) -> None:
         """Queue a Celery message for a task whose row already exists, or for no task."""
@@ -136,13 +143,9 @@ class TaskRows:
         state: listed like any task and kept as long, never running, never queued."""
         if task.state not in FINAL_STATES:
             raise ValueError(f"task {task.id} is not finished: {task.state}")
-        key = self.task_key(task.id)
-        with self.redis.pipeline() as pipe:
-            pipe.hset(key, mapping=task.to_hash())
-            pipe.expire(key, self.task_ttl)
-            pipe.zadd(f"{PREFIX}tasks", {task.id: task.start_time})
-            pipe.zadd(self._user_tasks_key(task.user), {task.id: task.start_time})
-            pipe.execute()
+        self._record_finished(
+            keys=[self.task_key(task.id), f"{PREFIX}tasks", self._user_tasks_key(task.user)],
+            args=[self.task_ttl, task.id, task.start_time, *_flatten(task.to_hash())])
 
     def get_task(self, task_id: str) -> TaskRow | None:
         row = self.redis.hgetall(self.task_key(task_id))
@@ -241,6 +244,14 @@ class TaskRows:
     def renew_lease(self, task_id: str, holder: str, lease_seconds: int) -> bool:
         return bool(self._renew(keys=[self._lease_key(task_id)], args=[holder, lease_seconds]))
 
+
+def _created(reply: list[str]) -> Created:
+    outcome, value, *document = reply
+    if outcome in ("quota", "user_busy"):
+        return Created(outcome, count=int(value))
+    if outcome == "created":
+        return Created(outcome, task_id=value, document=document[0])
+    return Created(outcome, task_id=value or None)
 
 
 # kombu's Redis transport: received, unacknowledged messages, as [envelope, exchange, key].

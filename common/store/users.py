@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -14,6 +15,29 @@ from common.store.codec import (
     _pairs,
 )
 from common.tasks import TaskRow
+
+
+@dataclass(frozen=True)
+class TaskDocument:
+    """A task as a poll needs it: whose it is, and its ApiTask JSON ready to send. A row
+    whose document a writer of another version left stale comes as the row instead."""
+
+    user: str
+    document: str | None
+    row: TaskRow | None = None
+
+    @classmethod
+    def from_reply(cls, reply: list[Any]) -> TaskDocument:
+        (user, document), *row = reply
+        if document:
+            return cls(user, document)
+        return cls(user, None, TaskRow.from_hash(_pairs(row[0])))
+
+
+def _session(flat: list[str]) -> dict[str, Any]:
+    session = _pairs(flat)
+    return {"digest": session["digest"], "user": session["user"],
+            "roles": json.loads(session["roles"])}
 
 
 class UsersAndSessions:
@@ -82,10 +106,20 @@ class UsersAndSessions:
         session, *rows = self._touch_session(keys=keys, args=[idle, self._user_key("")])
         if not session:
             return None, None
-        session = _pairs(session)
         task = TaskRow.from_hash(_pairs(rows[0])) if rows and rows[0] else None
-        return {"digest": session["digest"], "user": session["user"],
-                "roles": json.loads(session["roles"])}, task
+        return _session(session), task
+
+    def touch_session_and_get_document(
+        self, digest: str, idle: int, task_id: str,
+    ) -> tuple[dict[str, Any] | None, TaskDocument | None]:
+        """The session as `touch_session_and_get_task` gives it, and the task's ready ApiTask
+        document with its owner, in one round trip."""
+        reply = self._task_document(keys=[f"{PREFIX}session:{digest}", self.task_key(task_id)],
+                                    args=[idle, self._user_key("")])
+        session, *task = reply
+        if not session:
+            return None, None
+        return _session(session), (TaskDocument.from_reply(task) if task else None)
 
     def delete_session(self, digest: str) -> None:
         self.redis.delete(f"{PREFIX}session:{digest}")

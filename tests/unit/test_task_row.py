@@ -13,7 +13,7 @@ import pytest
 
 from api.schemas import ApiTaskSchema
 from common.states import TaskState
-from common.tasks import HASH_FIELDS, TaskRow, WorkflowInfo, new_backup_task, new_task
+from common.tasks import ROW_FIELDS, TaskRow, WorkflowInfo, new_backup_task, new_task
 
 TASK_ID = "11111111-2222-3333-4444-555555555555"
 STARTED, ENDED = 1700000000000, 1700000005000
@@ -176,7 +176,7 @@ def test_a_hash_missing_optional_fields_loads_with_their_starting_values():
 
 def test_every_field_a_full_row_writes_is_a_known_field():
     row = dataclasses.replace(_legacy_backup_row(), requeued_attempt=1)
-    assert set(row.to_hash()) == HASH_FIELDS
+    assert set(row.to_hash()) == ROW_FIELDS
 
 
 # --- through the store's scripts -------------------------------------------------------------
