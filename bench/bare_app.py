@@ -9,6 +9,7 @@ Redis, schemas, the task row, the Celery message) shows as the gap to this endpo
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -30,7 +31,9 @@ def ping() -> dict[str, object]:
 
 
 def gunicorn_options(port: int, workers: int) -> dict[str, object]:
-    """The API's own serving options, so only the application differs."""
+    """The API's own serving options, so only the application differs; plain HTTP, as the
+    benchmarks run the service (`bench.servicelib.running_stack`)."""
+    os.environ["H4_TLS"] = "off"  # the worker class reads its settings from the environment
     options = serving_options(f"127.0.0.1:{port}", workers, load_settings())
     return {**options, "loglevel": "warning"}
 

@@ -114,11 +114,13 @@ class Stack(Service):
 
 
 @contextmanager
-def running_stack(env: dict[str, str], api_workers: int = 2) -> Iterator[Stack]:
-    """Redis and the API running (no workers yet); all stopped and removed on the way out."""
+def running_stack(env: dict[str, str], api_workers: int = 2,
+                  sources: dict[str, Path] | None = None) -> Iterator[Stack]:
+    """Redis and the API running (no workers yet); all stopped and removed on the way out.
+    The backups read `sources`, by default a tiny one made here."""
     root = Path(tempfile.mkdtemp(prefix="h4bench-service-"))
     redis = PrivateRedis(root / "redis")
-    sources = {"tiny": make_tiny_source(root / "source")}
+    sources = sources or {"tiny": make_tiny_source(root / "source")}
     # Plain HTTP, as the bare yardstick serves: the figures compare the application alone.
     stack = Stack(root=root, redis=redis, sources=sources, extra_env={"H4_TLS": "off", **env},
                   api_workers=api_workers)
