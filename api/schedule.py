@@ -1,4 +1,5 @@
-"""GET/PUT /backups/config: the schedule of backups, their retention and their recipients."""
+"""GET/PUT /backups/config: the schedule of backups, their retention and their recipients;
+GET /backups/config/retention-preview: what retention would delete now, and why the rest stays."""
 
 from __future__ import annotations
 
@@ -7,14 +8,23 @@ from flask.views import MethodView
 from api.auth import admin_required
 from api.blueprint import Blueprint
 from api.media import RESPONSE_TYPE
-from api.schemas import ScheduleSchema
+from api.schemas import RetentionPreviewSchema, ScheduleSchema
 from api.services import app_services
+from common.retention import Policy, decide, is_locked
 
 blp = Blueprint("schedule", __name__, url_prefix="/backups",
                 description="Scheduled backups and retention (beyond vCDA 4.5).")
 
 DISABLED = {"enabled": False, "intervalSeconds": None, "cron": None, "keep": 7,
-            "recipients": []}
+            "keepLast": 7, "timeZone": "UTC", "recipients": []}
+
+
+def _shown(config: dict) -> dict:
+    """A schedule as clients read it: `keep` and `keepLast` always agree, for the clients
+    that know only `keep`."""
+    policy = Policy.from_schedule(config)
+    last = policy.counts.get("keepLast")
+    return {**config, "keep": last or None, "keepLast": last or 0, "timeZone": policy.zone}
 
 
 @blp.route("/config")
@@ -23,13 +33,30 @@ class ScheduleConfig(MethodView):
     @blp.response(200, ScheduleSchema, content_type=RESPONSE_TYPE)
     def get(self):
         """The schedule; disabled until one is set."""
-        return app_services().store.get_schedule() or DISABLED
+        return _shown(app_services().store.get_schedule() or DISABLED)
 
     @admin_required
     @blp.arguments(ScheduleSchema)
     @blp.response(200, ScheduleSchema, content_type=RESPONSE_TYPE)
     def put(self, config: dict):
-        """Set the schedule: an interval or a cron expression, how many to keep, and the age
-        public keys scheduled backups are encrypted to (no password is stored)."""
+        """Set the schedule: an interval or a cron expression, the keep rules (`keepLast`,
+        `keepHourly` ... `keepYearly` in `timeZone`, as `restic forget --keep-*`), and the
+        age public keys scheduled backups are encrypted to (no password is stored)."""
         app_services().store.put_schedule(config)
-        return config
+        return _shown(config)
+
+
+@blp.route("/config/retention-preview")
+class RetentionPreview(MethodView):
+    @admin_required
+    @blp.response(200, RetentionPreviewSchema, content_type=RESPONSE_TYPE)
+    def get(self):
+        """What retention would delete if it ran now, and every rule that keeps each of the
+        others. Deletes nothing. Manual, imported and locked backups are never deleted."""
+        services = app_services()
+        policy = Policy.from_schedule(services.store.get_schedule() or DISABLED)
+        decisions = decide(services.store.list_backups(), policy,
+                           lambda backup: is_locked(services.storage, backup))
+        return {"keepRules": dict(policy.counts), "timeZone": policy.zone,
+                "keep": [d.document() for d in decisions if d.keep],
+                "delete": [d.document() for d in decisions if not d.keep]}

@@ -10,6 +10,7 @@ import marshmallow as ma
 from marshmallow import fields, validate
 
 from common.kinds import BACKUP, KINDS, ResultField, TaskKind
+from common.retention import time_zone
 from common.schedules import parse_cron
 from common.tasks import TaskRow
 
@@ -125,21 +126,39 @@ class ImportQuerySchema(StrictSchema):
                                  "backup is listed."})
 
 
+def _keep_rule(period: str) -> fields.Integer:
+    return fields.Integer(allow_none=True, validate=validate.Range(0, 10000), metadata={
+        "description": f"Keep the newest scheduled backup of each of the last N {period} "
+                       "that hold one (restic's --keep-* semantics)."})
+
+
 class ScheduleSchema(StrictSchema):
-    """When scheduled backups run, how many are kept, and whom they are encrypted to."""
+    """When scheduled backups run, which are kept, and whom they are encrypted to."""
 
     enabled = fields.Boolean(load_default=True)
     intervalSeconds = fields.Integer(allow_none=True, load_default=None,
                                      validate=validate.Range(1, 366 * 24 * 3600))
     cron = fields.String(allow_none=True, load_default=None, validate=validate.Length(1, 100),
                          metadata={"description": "`minute hour day month weekday`, UTC."})
-    keep = fields.Integer(load_default=7, validate=validate.Range(1, 10000))
+    keep = fields.Integer(allow_none=True, validate=validate.Range(1, 10000), metadata={
+        "description": "The same as keepLast, which it predates."})
+    keepLast = fields.Integer(allow_none=True, validate=validate.Range(0, 10000), metadata={
+        "description": "Keep the N newest scheduled backups. Without any keep rule: 7."})
+    keepHourly = _keep_rule("hours")
+    keepDaily = _keep_rule("days")
+    keepWeekly = _keep_rule("ISO weeks")
+    keepMonthly = _keep_rule("months")
+    keepYearly = _keep_rule("years")
+    timeZone = fields.String(load_default="UTC", validate=validate.Length(1, 64), metadata={
+        "description": "The IANA time zone that hours, days, weeks, months and years of the "
+                       "keep rules are counted in."})
     recipients = fields.List(fields.String(), load_default=list,
                              validate=validate.Length(0, 20))
 
     @ma.validates_schema
     def _one_schedule(self, data: dict, **_kwargs) -> None:
         _check_recipients(data.get("recipients"))
+        _check_keep_rules(data)
         if bool(data.get("intervalSeconds")) == bool(data.get("cron")):
             raise ma.ValidationError("give either intervalSeconds or cron", "cron")
         if data.get("cron"):
@@ -147,6 +166,32 @@ class ScheduleSchema(StrictSchema):
                 parse_cron(data["cron"])
             except (ValueError, KeyError, IndexError) as exc:
                 raise ma.ValidationError(str(exc) or "malformed cron", "cron") from None
+
+
+def _check_keep_rules(data: dict) -> None:
+    if data.get("keep") and data.get("keepLast") not in (None, data["keep"]):
+        raise ma.ValidationError("keep and keepLast are the same rule: give one", "keep")
+    try:
+        time_zone(data.get("timeZone") or "UTC")
+    except ValueError as exc:
+        raise ma.ValidationError(str(exc), "timeZone") from None
+
+
+class RetentionDecisionSchema(ma.Schema):
+    id = fields.String()
+    generatedOn = fields.Integer()
+    kind = fields.String(metadata={"description": "scheduled, manual or imported"})
+    reasons = fields.List(fields.String(), metadata={
+        "description": "Why it is kept (every rule that keeps it); empty when deleted."})
+
+
+class RetentionPreviewSchema(ma.Schema):
+    """What retention would do now with the schedule's rules; it deletes nothing."""
+
+    keepRules = fields.Dict(keys=fields.String(), values=fields.Integer())
+    timeZone = fields.String()
+    keep = fields.List(fields.Nested(RetentionDecisionSchema))
+    delete = fields.List(fields.Nested(RetentionDecisionSchema))
 
 
 # --- task results, from the table of kinds (common/kinds.py) -----------------------------

@@ -112,6 +112,8 @@ def _backup_commands(parser: argparse.ArgumentParser) -> None:
     group = parser.add_subparsers(title="backup commands", metavar="COMMAND")
     _create_command(group)
     _command(group, "list", "backup_list", "list stored backups, newest first")
+    _command(group, "retention", "backup_retention", "show which backups the schedule's keep "
+             "rules would delete now, and why each other one is kept (deletes nothing)")
     _download_command(group)
     _with_id(group, "delete", "backup_delete", "delete a backup and free its space")
     restore = _with_id(group, "restore", "backup_restore", "restore a backup into a new "

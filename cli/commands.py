@@ -138,6 +138,24 @@ def backup_list(args: argparse.Namespace) -> int:
     return OK
 
 
+def backup_retention(args: argparse.Namespace) -> int:
+    """What the schedule's keep rules would delete now, and why each other backup stays."""
+    api, output = _connect(args)
+    preview = api.retention_preview()
+    if args.json:
+        output.emit(preview)
+        return OK
+    decisions = sorted(preview["keep"] + preview["delete"], key=lambda d: d["generatedOn"],
+                       reverse=True)
+    rows = [(d["id"], when(d["generatedOn"]), d["kind"], "keep" if d["reasons"] else "DELETE",
+             ", ".join(d["reasons"])) for d in decisions]
+    output.table(("ID", "CREATED", "KIND", "RETENTION", "KEPT BY"), rows)
+    rules = ", ".join(f"{name} {count}" for name, count in preview["keepRules"].items())
+    output.note(f"rules: {rules} ({preview['timeZone']}); {len(preview['delete'])} of "
+                f"{len(rows)} backup(s) would be deleted at the next scheduled backup")
+    return OK
+
+
 def backup_download(args: argparse.Namespace) -> int:
     api, output = _connect(args)
     target = resolve_target(args.output, args.force)

@@ -124,6 +124,9 @@ class Api:
     def backups(self) -> list[dict[str, Any]]:
         return self.json("GET", "/backups")
 
+    def retention_preview(self) -> dict[str, Any]:
+        return self.json("GET", "/backups/config/retention-preview")
+
 
 def _api_error(response: requests.Response) -> dict[str, Any]:
     try:

@@ -3,8 +3,9 @@
 Celery beat sends a tick every second; the tick reads the schedule from the store and starts a
 backup when one is due. The slot is taken with a compare-and-set, so two ticks running at once
 start one backup, not two. Scheduled backups are encrypted to the configured age public keys,
-so the service never stores a password for them. After a scheduled backup succeeds, the oldest
-scheduled backups beyond `keep` are deleted; manual backups are never touched.
+so the service never stores a password for them. After a scheduled backup succeeds, the
+scheduled backups that no keep rule keeps are deleted (`common.retention`); manual and
+imported backups are never touched.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import replace
 from common.backupfile.io.storage import BackupStorage
 from common.clock import now_ms
 from common.errors import BackupQuotaExceeded, H4Error, TooManyTasks
+from common.retention import Policy, decide, is_locked
 from common.schedules import is_due
 from common.starting import TaskStarter
 from common.states import TaskState
@@ -94,29 +96,23 @@ def _record_refusal(starter: TaskStarter, row: TaskRow, refusal: H4Error) -> Non
         error=refusal.to_api_error()))
 
 
-def prune(store: Store, storage: BackupStorage, keep: int) -> list[str]:
-    """Delete the oldest scheduled backups beyond `keep`; returns the ids deleted. One under
+def prune(store: Store, storage: BackupStorage, policy: Policy) -> list[str]:
+    """Delete the scheduled backups no keep rule keeps; returns the ids deleted. One under
     object lock stays, listed, until its retention ends: a later run deletes it."""
-    scheduled = [b for b in store.list_backups() if b.get("kind") == "scheduled"]
+    decisions = decide(store.list_backups(), policy, lambda b: is_locked(storage, b))
     deleted = []
-    for old in scheduled[keep:]:
-        if _locked(storage, old):
+    for decision in decisions:
+        if decision.keep:
             continue
-        row = store.unlist_backup(old["id"])
+        row = store.unlist_backup(decision.backup["id"])
         if row is not None:
             storage.delete_backup(row["id"], row["file"])
-            deleted.append(old["id"])
-            log.info("retention deleted scheduled backup %s", old["id"])
+            deleted.append(row["id"])
+            log.info("retention deleted scheduled backup %s", row["id"])
     return deleted
-
-
-def _locked(storage: BackupStorage, backup: dict) -> bool:
-    stored = storage.stat(backup["file"])
-    return bool(stored and stored.locked_until_ms and stored.locked_until_ms > now_ms())
 
 
 def after_success(store: Store, storage: BackupStorage, task: TaskRow) -> None:
     """Retention runs only once a newer scheduled backup is safely listed."""
-    config = store.get_schedule() or {}
-    if task.kind == "scheduled" and config.get("keep"):
-        prune(store, storage, int(config["keep"]))
+    if task.kind == "scheduled":
+        prune(store, storage, Policy.from_schedule(store.get_schedule() or {}))

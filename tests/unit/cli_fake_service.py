@@ -54,6 +54,8 @@ class FakeService(BaseHTTPRequestHandler):
             self._json(200, [{"id": BACKUP_ID, "generatedOn": 1, "hash": self.state["listed"]}])
         elif self.path == f"/backups/{BACKUP_ID}":
             self._file()
+        elif self.path == "/backups/config/retention-preview":
+            self._json(200, RETENTION_PREVIEW)
         elif self.path == f"/tasks/{TASK_ID}":
             tasks = self.state["tasks"]
             self._json(200, tasks.pop(0) if len(tasks) > 1 else tasks[0])
@@ -93,6 +95,15 @@ class FakeService(BaseHTTPRequestHandler):
         if start:
             headers["Content-Range"] = f"bytes {start}-{len(body) - 1}/{len(body)}"
         self._send(206 if start else 200, body[start:], headers)
+
+
+RETENTION_PREVIEW = {
+    "keepRules": {"keepDaily": 7, "keepYearly": 2}, "timeZone": "Europe/Berlin",
+    "keep": [{"id": "new", "generatedOn": 3_000_000_000_000, "kind": "scheduled",
+              "reasons": ["daily 2065-01-24", "yearly 2065"]}],
+    "delete": [{"id": "old", "generatedOn": 1_000_000_000_000, "kind": "scheduled",
+                "reasons": []}],
+}
 
 
 def task(state: str, progress: int, error: dict | None = None) -> dict:

@@ -149,6 +149,16 @@ def test_json_flag_is_accepted_after_the_subcommand(fake, capsys):
                                                    "hash": GOOD_HASH}
 
 
+def test_retention_shows_each_backup_newest_first_with_the_rules_that_keep_it(fake, capsys):
+    assert main(["backup", "retention"]) == 0
+    captured = capsys.readouterr()
+    rows = [line.split() for line in captured.out.splitlines()[1:]]
+    assert [(row[0], "DELETE" in row, "keep" in row) for row in rows] == [
+        ("new", False, True), ("old", True, False)]
+    assert "daily 2065-01-24, yearly 2065" in captured.out
+    assert "keepDaily 7, keepYearly 2 (Europe/Berlin); 1 of 2" in captured.err
+
+
 def test_output_helpers():
     out, err = io.StringIO(), io.StringIO()
     output = Output(json_lines=True, stdout=out, stderr=err)

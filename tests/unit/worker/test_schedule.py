@@ -12,6 +12,7 @@ import pytest
 from common.backupfile.format.age import generate_x25519_identity
 from common.backupfile.io.folder import FolderStorage
 from common.clock import now_ms
+from common.retention import Policy
 from common.starting import TaskStarter
 from common.store import Store
 from common.tasks import GENERATE_BACKUP, SCHEDULE_TICK, new_backup_task
@@ -190,14 +191,14 @@ def _listed_ids(store):
 def test_prune_unlists_the_oldest_scheduled_backups_beyond_keep(store, storage):
     for n in range(1, 5):
         _stored(store, storage, f"s{n}", n, "scheduled")
-    assert schedule.prune(store, storage, 2) == ["s2", "s1"]
+    assert schedule.prune(store, storage, Policy({"keepLast": 2})) == ["s2", "s1"]
     assert _listed_ids(store) == ["s4", "s3"]
 
 
 def test_prune_deletes_the_files_of_the_backups_it_unlists(store, storage):
     old = _stored(store, storage, "s1", 1, "scheduled")
     kept = _stored(store, storage, "s2", 2, "scheduled")
-    schedule.prune(store, storage, 1)
+    schedule.prune(store, storage, Policy({"keepLast": 1}))
     assert (storage.stat(old), storage.stat(kept) is not None) == (None, True)
 
 
@@ -205,7 +206,7 @@ def test_prune_never_touches_a_manual_backup(store, storage):
     manual = _stored(store, storage, "m0", 0, "manual")
     for n in range(1, 4):
         _stored(store, storage, f"s{n}", n, "scheduled")
-    schedule.prune(store, storage, 1)
+    schedule.prune(store, storage, Policy({"keepLast": 1}))
     assert "m0" in _listed_ids(store) and storage.stat(manual) is not None
 
 
@@ -221,14 +222,14 @@ def test_prune_skips_a_backup_still_under_object_lock_and_keeps_it_listed(store,
     locked = LockedUntilTomorrow(tmp_path / "locked")
     for n in range(1, 4):
         _stored(store, locked, f"s{n}", n, "scheduled")
-    assert schedule.prune(store, locked, 1) == []
+    assert schedule.prune(store, locked, Policy({"keepLast": 1})) == []
     assert _listed_ids(store) == ["s3", "s2", "s1"]
 
 
 def test_prune_keeping_as_many_as_there_are_deletes_nothing(store, storage):
     for n in range(1, 3):
         _stored(store, storage, f"s{n}", n, "scheduled")
-    assert schedule.prune(store, storage, 2) == []
+    assert schedule.prune(store, storage, Policy({"keepLast": 2})) == []
 
 
 def test_after_a_scheduled_backup_succeeds_the_schedules_keep_applies(store, storage):
