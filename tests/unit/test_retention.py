@@ -155,3 +155,24 @@ def test_the_preview_lists_what_retention_would_delete_and_deletes_nothing(clien
         ("m1", ["manual backups are never deleted by retention"])]
     assert (body["keepRules"], body["timeZone"]) == ({"keepLast": 2}, "UTC")
     assert store.redis.zcard("h4:backups") == 5
+
+
+def test_the_real_run_deletes_exactly_what_the_preview_listed(app, client, store):
+    from tests.unit.worker.test_schedule import _stored
+    from worker.schedule import prune
+
+    headers = login(client)
+    rules = {"cron": "0 3 * * *", "keepDaily": 5, "keepWeekly": 3, "keepMonthly": 2,
+             "timeZone": "America/New_York"}
+    client.put("/backups/config", json=rules, headers=headers)
+    storage = app.extensions["h4"].storage
+    start = datetime(2026, 1, 1, 3, tzinfo=ZoneInfo("America/New_York"))
+    for number, backup in enumerate(_daily(120, start)):
+        _stored(store, storage, backup["id"], backup["generatedOn"],
+                "manual" if number % 17 == 0 else "scheduled")
+    preview = client.get("/backups/config/retention-preview", headers=headers).get_json()
+    expected = [d["id"] for d in preview["delete"]]
+    assert len(expected) > 80
+    assert prune(store, storage, Policy.from_schedule(store.get_schedule())) == expected
+    assert sorted(b["id"] for b in store.list_backups()) == sorted(
+        d["id"] for d in preview["keep"])
