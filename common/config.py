@@ -59,6 +59,10 @@ class Settings:
     max_attempts: int = 3
     api_workers: int = 2
     worker_concurrency: int = 1
+    # H4_WORKER_NICE, 0..19: workers run at this nice level (worker/process.py). At 10 a
+    # worker gets about a tenth of a core the API also wants (the kernel's weights: 110
+    # against 1024), so task polls stay quick, while a backup still takes every idle core.
+    worker_nice: int = 10
     header_timeout_seconds: int = 10
     client_idle_seconds: int = 30
     body_timeout_seconds: int = 30
@@ -214,6 +218,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_attempts=env_int(env, "H4_MAX_ATTEMPTS", 3, 1, 100),
         api_workers=env_int(env, "H4_API_WORKERS", 2, 1, 64),
         worker_concurrency=env_int(env, "H4_WORKER_CONCURRENCY", 1, 1, 64),
+        worker_nice=env_int(env, "H4_WORKER_NICE", 10, 0, 19),
         header_timeout_seconds=env_int(env, "H4_HEADER_TIMEOUT_SECONDS", 10, 1, 300),
         client_idle_seconds=env_int(env, "H4_CLIENT_IDLE_SECONDS", 30, 1, 3600),
         body_timeout_seconds=env_int(env, "H4_BODY_TIMEOUT_SECONDS", 30, 1, 3600),

@@ -9,11 +9,20 @@ from common.tasks import HEALTH_PING, REAP, SCHEDULE_TICK
 from worker import maintenance, runner, schedule
 from worker.app import celery
 from worker.context import worker_context
+from worker.process import MemoryKeeper
+
+# One per process: each pool process keeps its own floor.
+MEMORY = MemoryKeeper()
 
 
 def _run(task: Task, task_id: str) -> None:
     ctx = worker_context()
-    if runner.run_task(ctx, task_id) == "busy":
+    try:
+        outcome = runner.run_task(ctx, task_id)
+    finally:
+        # What this task's pipeline left would otherwise sit under the next one's scrypt.
+        MEMORY.after_task()
+    if outcome == "busy":
         # A redelivered message while the first run still holds the lease: look again once
         # the lease would have expired if that run died.
         raise task.retry(countdown=ctx.settings.lease_seconds)

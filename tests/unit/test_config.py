@@ -11,6 +11,13 @@ def test_defaults_back_up_the_service_configuration(tmp_path):
     assert [(s.name, s.path) for s in settings.sources] == [("config", tmp_path / "config")]
     assert settings.port == 8046 and settings.backup_dir == tmp_path / "backups"
     assert settings.backup_quota == 24 and settings.redis_url is None
+    assert settings.worker_nice == 10
+
+
+def test_workers_may_run_at_any_nice_level_from_0_to_19(tmp_path):
+    levels = [load_settings({"H4_DATA_DIR": str(tmp_path), "H4_WORKER_NICE": level}).worker_nice
+              for level in ("0", "19")]
+    assert levels == [0, 19]
 
 
 def test_sources_are_named_absolute_paths():
@@ -31,6 +38,9 @@ def test_sources_are_named_absolute_paths():
     ({"H4_DEBUG": "maybe"}, "H4_DEBUG"),
     ({"H4_LOG_LEVEL": "LOUD"}, "H4_LOG_LEVEL"),
     ({"H4_ADMIN_PASSWORD_FILE": "/nonexistent/secret"}, "H4_ADMIN_PASSWORD_FILE"),
+    ({"H4_WORKER_NICE": "20"}, "H4_WORKER_NICE"),
+    ({"H4_WORKER_NICE": "-1"}, "H4_WORKER_NICE"),
+    ({"H4_WORKER_NICE": "low"}, "H4_WORKER_NICE"),
 ])
 def test_bad_settings_fail_naming_the_setting(tmp_path, env, named):
     with pytest.raises(SettingsError) as caught:
