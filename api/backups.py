@@ -14,6 +14,7 @@ from api.media import RESPONSE_TYPE, document_response
 from api.schemas import (
     ApiTaskSchema,
     BackupInfoSchema,
+    BackupListQuerySchema,
     CookieQuerySchema,
     CookieSchema,
     NewBackupRequestSchema,
@@ -49,7 +50,7 @@ def start_backup(backup_id: str, body: dict):
     row = tasks.new_backup_task(acting_caller().user, backup_id,
                                 encrypted=bool(password or recipients),
                                 operation_id=g.get("operation_id"),
-                                recipients=recipients or [])
+                                recipients=recipients or [], labels=body.get("labels"))
     created = services.starter.backup(row, backup_id, {"password": password or ""},
                                       gate=write_gate())
     settle_gate(created)
@@ -68,10 +69,13 @@ class Backups(MethodView):
         return start_backup(str(uuid.uuid4()), body)
 
     @admin_required
+    @blp.arguments(BackupListQuerySchema, location="query")
     @blp.response(200, BackupInfoSchema(many=True), content_type=RESPONSE_TYPE)
-    def get(self):
+    def get(self, query: dict):
         """Stored backups, newest first. Only whole, stored backups are listed."""
-        return app_services().store.list_backups()
+        wanted = [text.partition("=")[::2] for text in query["label"]]
+        return [backup for backup in app_services().store.list_backups()
+                if all((backup.get("labels") or {}).get(k) == v for k, v in wanted)]
 
 
 @blp.route("/<uuid:backup_id>")

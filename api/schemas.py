@@ -6,6 +6,8 @@ configuration, never chosen by the caller).
 
 from __future__ import annotations
 
+import re
+
 import marshmallow as ma
 from marshmallow import fields, validate
 
@@ -79,6 +81,10 @@ def _identity(text: str) -> bool:
     return is_identity(text)
 
 
+LABEL_KEY = r"^[A-Za-z0-9][A-Za-z0-9_./-]{0,62}$"
+MAX_LABELS, MAX_LABEL_VALUE = 32, 256
+
+
 class NewBackupRequestSchema(StrictSchema):
     password = fields.String(
         load_default=None, allow_none=True,
@@ -88,6 +94,14 @@ class NewBackupRequestSchema(StrictSchema):
         fields.String(), validate=validate.Length(1, 20), load_default=None,
         metadata={"description": "Extension: age X25519 public keys (`age1...`) to encrypt "
                                  "to, instead of a password."})
+    labels = fields.Dict(
+        keys=fields.String(validate=validate.Regexp(LABEL_KEY)),
+        values=fields.String(validate=validate.Length(0, MAX_LABEL_VALUE)),
+        load_default=None, validate=validate.Length(max=MAX_LABELS),
+        metadata={"description": f"Extension: free-form labels, at most {MAX_LABELS} "
+                                 f"`name: value` strings (names `{LABEL_KEY}`), kept in the "
+                                 "backup's record and listing; `GET /backups?label=name=value` "
+                                 "finds them."})
 
     @ma.validates_schema
     def _one_way_to_encrypt(self, data: dict, **_kwargs) -> None:
@@ -117,6 +131,19 @@ class OpenBackupRequestSchema(StrictSchema):
             raise ma.ValidationError("give a password or an identity, not both", "identity")
         if data.get("identity") and not _identity(data["identity"]):
             raise ma.ValidationError("not an age X25519 identity", "identity")
+
+
+def _label_filter(text: str) -> None:
+    name, equals, _value = text.partition("=")
+    if not equals or not re.match(LABEL_KEY, name):
+        raise ma.ValidationError("give label=name=value")
+
+
+class BackupListQuerySchema(StrictSchema):
+    label = fields.List(fields.String(validate=[validate.Length(1, 320), _label_filter]),
+                        load_default=list, validate=validate.Length(max=MAX_LABELS),
+                        metadata={"description": "Extension: only backups with this label, "
+                                                 "`name=value`; repeat it and all must match."})
 
 
 class ImportQuerySchema(StrictSchema):
@@ -196,8 +223,12 @@ class RetentionPreviewSchema(ma.Schema):
 
 # --- task results, from the table of kinds (common/kinds.py) -----------------------------
 
+def _labels_field(**kwargs) -> fields.Dict:
+    return fields.Dict(keys=fields.String(), values=fields.String(), **kwargs)
+
+
 _FIELD_CLASSES = {"string": fields.String, "uuid": fields.UUID, "integer": fields.Integer,
-                  "boolean": fields.Boolean}
+                  "boolean": fields.Boolean, "labels": _labels_field}
 
 
 def _result_field(field: ResultField) -> fields.Field:

@@ -111,7 +111,8 @@ def _backup_commands(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(run=_usage(parser))
     group = parser.add_subparsers(title="backup commands", metavar="COMMAND")
     _create_command(group)
-    _command(group, "list", "backup_list", "list stored backups, newest first")
+    listing = _command(group, "list", "backup_list", "list stored backups, newest first")
+    _label_option(listing, "only backups with this label; repeat it and all must match")
     _command(group, "retention", "backup_retention", "show which backups the schedule's keep "
              "rules would delete now, and why each other one is kept (deletes nothing)")
     _download_command(group)
@@ -128,8 +129,21 @@ def _create_command(group: argparse._SubParsersAction) -> None:
     create = _command(group, "create", "backup_create", "generate a backup")
     create.add_argument("--id", type=uuid_text, help="choose the backup's UUID; repeating "
                         "the command with it returns the same task instead of a second backup")
+    _label_option(create, "a label to keep with the backup; repeat it for more")
     _wait_flag(create)
     add_backup_password_options(create, ASK)
+
+
+def label_pair(text: str) -> tuple[str, str]:
+    name, equals, value = text.partition("=")
+    if not equals or not name:
+        raise argparse.ArgumentTypeError(f"not NAME=VALUE: {text!r}")
+    return name, value
+
+
+def _label_option(parser: argparse.ArgumentParser, help_text: str) -> None:
+    parser.add_argument("--label", metavar="NAME=VALUE", type=label_pair, action="append",
+                        default=[], help=help_text)
 
 
 def _with_id(group: argparse._SubParsersAction, name: str, handler: str,

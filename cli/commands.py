@@ -101,7 +101,8 @@ def backup_create(args: argparse.Namespace) -> int:
     api, output = _connect(args)
     password = backup_password(args, when_absent="ask", confirm=True)
     path = f"/backups/{args.id}" if args.id else "/backups"
-    task = api.json("POST", path, expect=(202,), json=_password_body(password))
+    body = {**_password_body(password), **({"labels": dict(args.label)} if args.label else {})}
+    task = api.json("POST", path, expect=(202,), json=body)
     if not args.wait:
         return task_view.started(output, task)
     task = task_view.wait_for(api, output, task, "backup")
@@ -127,13 +128,15 @@ def _stored_size(api: Api, task: task_view.Task) -> dict[str, Any]:
 
 def backup_list(args: argparse.Namespace) -> int:
     api, output = _connect(args)
-    backups = api.backups()
+    backups = api.backups([f"{name}={value}" for name, value in args.label])
     if args.json:
         for backup in backups:
             output.emit(backup)
         return OK
-    output.table(("ID", "CREATED", "HASH"), [
-        (b["id"], when(b.get("generatedOn")), short_hash(b.get("hash", ""))) for b in backups])
+    output.table(("ID", "CREATED", "HASH", "LABELS"), [
+        (b["id"], when(b.get("generatedOn")), short_hash(b.get("hash", "")),
+         task_view.labels_text(b.get("labels")) if b.get("labels") else "")
+        for b in backups])
     output.note(f"{len(backups)} backup(s)")
     return OK
 

@@ -121,8 +121,8 @@ class Api:
     def task(self, task_id: str) -> dict[str, Any]:
         return self.json("GET", f"/tasks/{task_id}")
 
-    def backups(self) -> list[dict[str, Any]]:
-        return self.json("GET", "/backups")
+    def backups(self, labels: list[str] | tuple[str, ...] = ()) -> list[dict[str, Any]]:
+        return self.json("GET", "/backups", params={"label": list(labels)} if labels else None)
 
     def retention_preview(self) -> dict[str, Any]:
         return self.json("GET", "/backups/config/retention-preview")

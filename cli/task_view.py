@@ -138,10 +138,14 @@ def _content_read(checked: Any) -> str:
     return "read in full" if checked else "not checked (no password given)"
 
 
+def labels_text(labels: Any) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted((labels or {}).items())) or "none"
+
+
 # How each format named in common/kinds.FORMATS is shown.
 FORMATTERS: dict[str, Callable[[Any], str]] = {
     "plain": _plain, "bytes": human_bytes, "time": when, "hash-ok": _hash_ok,
-    "content-read": _content_read, "on-server": _on_server}
+    "content-read": _content_read, "on-server": _on_server, "labels": labels_text}
 
 
 def task_rows(task: Task) -> list[tuple[str, str]]:

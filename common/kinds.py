@@ -14,10 +14,11 @@ if TYPE_CHECKING:
     from common.tasks import TaskRow
 
 # JSON types a result field may have ("uuid" is a string the API documents as a UUID).
-FIELD_TYPES = ("string", "uuid", "integer", "boolean")
+FIELD_TYPES = ("string", "uuid", "integer", "boolean", "labels")
 # How the CLI shows a value: as is, as a byte count, as a vCDA time (ms), as a hash check
-# (ok/MISMATCH), as whether the content was read, or as a path on the server.
-FORMATS = ("plain", "bytes", "time", "hash-ok", "content-read", "on-server")
+# (ok/MISMATCH), as whether the content was read, as a path on the server, or as key=value
+# pairs.
+FORMATS = ("plain", "bytes", "time", "hash-ok", "content-read", "on-server", "labels")
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,8 @@ BACKUP = TaskKind(
                       optional=True),
         ArgumentField("kind", "`scheduled` for beat's backups; manual when absent.",
                       optional=True),
+        ArgumentField("labels", "Free-form labels (an object of strings); none when absent.",
+                      optional=True),
         _PASSWORD,
     ),
     result=(
@@ -115,6 +118,9 @@ BACKUP = TaskKind(
         ResultField("generatedOn", "integer", "Creation time, ms since the epoch.",
                     label="created", format="time"),
         ResultField("hash", "string", "SHA-512 of the stored file, `SHA-512:AB:CD:...`."),
+        ResultField("labels", "labels", "Extension: the labels given when it was made, an "
+                    "object of strings (empty without; null from a backup made before labels "
+                    "existed).", nullable=True, format="labels"),
     ),
     client_lines=(ClientLine("bytes_stored", "stored", "bytes", after="generatedOn"),),
 )

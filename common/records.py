@@ -17,7 +17,7 @@ RECORD_VERSION = 1
 KINDS = ("manual", "scheduled", "imported")
 # The listing row's fields, each as the record names it.
 _ROW_FIELDS = ("id", "generatedOn", "hash", "file", "size", "taskId", "files", "sourceBytes",
-               "kind")
+               "kind", "labels")
 
 
 def record_of(row: dict[str, Any], *, user: str, operation_id: str,
@@ -59,7 +59,13 @@ def _well_formed(record: dict[str, Any]) -> bool:
     return (isinstance(record.get("id"), str) and isinstance(record.get("generatedOn"), int)
             and isinstance(record.get("hash"), str) and record["hash"].startswith("SHA-512:")
             and isinstance(record.get("encryption"), dict)
-            and all(isinstance(record.get(n, 0), int) for n in ("files", "sourceBytes")))
+            and all(isinstance(record.get(n, 0), int) for n in ("files", "sourceBytes"))
+            and _string_map(record.get("labels", {})))
+
+
+def _string_map(value: Any) -> bool:
+    return isinstance(value, dict) and all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items())
 
 
 def unrecorded_row(backup_id: str, stored: StoredObject, hash_: str) -> dict[str, Any]:

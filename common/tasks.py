@@ -31,7 +31,7 @@ SECRET_TTL_SECONDS = 6 * 3600
 ROW_FIELDS = frozenset({
     "id", "state", "progress", "startTime", "endTime", "lastUpdated", "user", "result",
     "resultType", "error", "warnings", "workflowInfo", "type", "resourceId", "operationID",
-    "attempts", "backupId", "encrypted", "recipients", "kind", "requeuedAttempt",
+    "attempts", "backupId", "encrypted", "recipients", "kind", "requeuedAttempt", "labels",
 })
 # The ApiTask JSON and what it was made from: only the store's scripts write them, from the
 # other fields, so a row never carries them.
@@ -118,6 +118,7 @@ class TaskRow:
     recipients: list[str] | None = None
     kind: str | None = None  # "scheduled" for beat's backups
     requeued_attempt: int | None = None  # written by the MARK_REQUEUED script only
+    labels: dict[str, str] | None = None  # a backup's free-form labels, given at creation
     # Fields another version wrote, kept as they came so that a round trip loses nothing.
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -144,6 +145,7 @@ class TaskRow:
             "encrypted": None if self.encrypted is None else int(self.encrypted),
             "recipients": None if self.recipients is None else _json(self.recipients),
             "kind": self.kind, "requeuedAttempt": self.requeued_attempt,
+            "labels": None if self.labels is None else _json(self.labels),
         }
         return {name: value for name, value in optional.items() if value is not None}
 
@@ -166,6 +168,7 @@ class TaskRow:
             attempts=_int(get("attempts"), 0), backup_id=get("backupId"),
             encrypted=_flag(get("encrypted")), recipients=_from_json(get("recipients")),
             kind=get("kind"), requeued_attempt=_optional_int(get("requeuedAttempt")),
+            labels=_from_json(get("labels")),
             extra={name: value for name, value in mapping.items() if name not in HASH_FIELDS},
         )
 
@@ -196,8 +199,9 @@ def new_task(user: str, kind: str, resource_type: str, resource_id: str,
 
 def new_backup_task(user: str, backup_id: str, encrypted: bool,
                     operation_id: str | None = None, *, recipients: list[str] | None = None,
-                    kind: str | None = None) -> TaskRow:
+                    kind: str | None = None, labels: dict[str, str] | None = None) -> TaskRow:
     """A backup's row; `recipients` and `kind` are left out of the hash when None."""
     row = new_task(user, BACKUP.name, "backup", backup_id,
                    backup_file_name(backup_id, encrypted), operation_id, backup_id=backup_id)
-    return replace(row, encrypted=encrypted, recipients=recipients, kind=kind)
+    return replace(row, encrypted=encrypted, recipients=recipients, kind=kind,
+                   labels=labels or None)

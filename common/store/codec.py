@@ -63,6 +63,8 @@ def _dump(value: Any) -> str:
 def _scalar(value: Any) -> str | int:
     if isinstance(value, bool):
         return int(value)
+    if isinstance(value, (dict, list)):  # a backup's labels
+        return json.dumps(value, separators=(",", ":"))
     return value if isinstance(value, (int, str)) else str(value)
 
 
@@ -88,4 +90,6 @@ def _decode_backup(row: dict[str, str]) -> dict[str, Any]:
     for name in ("generatedOn", "size", "encrypted", "files", "sourceBytes"):
         if name in backup:
             backup[name] = int(backup[name])
+    if "labels" in backup:
+        backup["labels"] = json.loads(backup["labels"] or "{}")
     return backup

@@ -21,8 +21,9 @@ def tree(tmp_path_factory):
     return make_tree(tmp_path_factory.mktemp("rebuild-source") / "tree", files=40)
 
 
-def _backup(service, http) -> dict:
-    response = http.post(f"{service.url}/backups", json={"password": PASSWORD})
+def _backup(service, http, labels: dict[str, str] | None = None) -> dict:
+    response = http.post(f"{service.url}/backups",
+                         json={"password": PASSWORD, **({"labels": labels} if labels else {})})
     assert response.status_code == 202, response.text
     task = service.wait_for_task(http, response.json()["id"])
     assert task["state"] == "SUCCEEDED", task
@@ -49,9 +50,11 @@ def test_after_flushall_and_a_restart_the_same_backups_are_listed_and_usable(
     service.start(workers=1, beat=True)
     try:
         http = service.login()
-        made = [_backup(service, http) for _ in range(3)]
+        made = [_backup(service, http, {"set": "rebuild", "n": str(n)}) for n in range(3)]
         before = _listing(service, http)
         assert set(before) == {b["id"] for b in made}
+        assert before[made[1]["id"]]["labels"] == made[1]["labels"] == {"set": "rebuild",
+                                                                        "n": "1"}
 
         service.stop()
         redis_server.client().flushall()
@@ -59,7 +62,9 @@ def test_after_flushall_and_a_restart_the_same_backups_are_listed_and_usable(
 
         http = service.login()  # the administrator is back from its settings
         wait_until(lambda: _listing(service, http) == before, 30,
-                   "the catalogue to be rebuilt with the same backups and hashes")
+                   "the catalogue to be rebuilt with the same backups, hashes and labels")
+        found = http.get(f"{service.url}/backups", params={"label": ["set=rebuild", "n=2"]})
+        assert [b["id"] for b in found.json()] == [made[2]["id"]]
         first = made[0]["id"]
         download = http.get(f"{service.url}/backups/{first}")
         assert download.status_code == 200

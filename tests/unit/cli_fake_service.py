@@ -50,7 +50,7 @@ class FakeService(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if not self._authorized():
             return
-        if self.path == "/backups":
+        if self.path.partition("?")[0] == "/backups":
             self._json(200, [{"id": BACKUP_ID, "generatedOn": 1, "hash": self.state["listed"]}])
         elif self.path == f"/backups/{BACKUP_ID}":
             self._file()

@@ -114,3 +114,32 @@ def test_import_of_something_else_is_400_and_json_is_415(client):
     assert _upload(client, b"<html>").status_code == 400
     headers = login(client)
     assert client.post("/backups/import", json={}, headers=headers).status_code == 415
+
+
+def test_labels_are_kept_on_the_task_and_filter_the_listing(client, store):
+    headers = login(client)
+    labels = {"env": "prod", "app.name": "db-1"}
+    task = client.post("/backups", json={"labels": labels}, headers=headers).get_json()
+    assert store.get_task(task["id"]).labels == labels
+    for n, kept in enumerate(({"env": "prod"}, {"env": "test"}, None)):
+        row = new_backup_task("admin", f"b{n}", encrypted=False, labels=kept)
+        store.create_backup_task(row, f"b{n}", 100, None, 60)
+        store.succeed(row.id, {"id": f"b{n}"}, "BackupInfo", backup={
+            "id": f"b{n}", "generatedOn": n, "hash": "SHA-512:00", "file": f"b{n}.tar.zst",
+            "size": 1, **({"labels": kept} if kept is not None else {})})
+
+    def listed(query: str) -> list[str]:
+        return [b["id"] for b in client.get(f"/backups{query}", headers=headers).get_json()]
+
+    assert listed("?label=env=prod") == ["b0"]
+    assert listed("?label=env=test&label=env=prod") == []
+    assert listed("") == ["b2", "b1", "b0"]
+    assert client.get("/backups", headers=headers).get_json()[1]["labels"] == {"env": "test"}
+    assert client.get("/backups?label=env", headers=headers).status_code == 400
+
+
+@pytest.mark.parametrize("labels", [{"bad key": "x"}, {"k": 1}, {"k": "v" * 257},
+                                    {f"k{n}": "v" for n in range(33)}, ["k=v"]])
+def test_bad_labels_are_400(client, labels):
+    response = client.post("/backups", json={"labels": labels}, headers=login(client))
+    assert response.status_code == 400, labels

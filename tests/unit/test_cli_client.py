@@ -159,6 +159,17 @@ def test_retention_shows_each_backup_newest_first_with_the_rules_that_keep_it(fa
     assert "keepDaily 7, keepYearly 2 (Europe/Berlin); 1 of 2" in captured.err
 
 
+def test_labels_are_sent_with_a_new_backup_and_asked_of_the_listing(fake, capsys):
+    assert main(["backup", "create", "--no-password", "--label", "env=prod",
+                 "--label", "app=db=1"]) == 0
+    assert fake["bodies"][-1] == {"labels": {"env": "prod", "app": "db=1"}}
+    assert main(["backup", "list", "--label", "env=prod"]) == 0
+    method, path, _headers = fake["requests"][-1]
+    assert (method, path) == ("GET", "/backups?label=env%3Dprod")
+    with pytest.raises(SystemExit):
+        main(["backup", "list", "--label", "no-equals-sign"])
+
+
 def test_output_helpers():
     out, err = io.StringIO(), io.StringIO()
     output = Output(json_lines=True, stdout=out, stderr=err)

@@ -51,7 +51,8 @@ def test_rows_no_worker_runs_have_no_kind():
 
 def _sample(kind: TaskKind) -> dict:
     """A result with every declared field, and one the kind does not declare."""
-    values = {"string": "s", "uuid": str(uuid.uuid4()), "integer": 7, "boolean": True}
+    values = {"string": "s", "uuid": str(uuid.uuid4()), "integer": 7, "boolean": True,
+              "labels": {"env": "prod"}}
     return {**{f.name: values[f.type] for f in kind.result}, "undeclared": 1}
 
 

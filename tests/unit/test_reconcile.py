@@ -102,6 +102,15 @@ def test_a_record_of_another_size_or_file_gives_no_row(storage):
     assert row_of({**record, "size": 1}, stored) is None
     assert row_of({**record, "file": "b2.tar.zst.age"}, stored) is None
     assert row_of({**record, "hash": ["not", "a", "hash"]}, stored) is None
+    assert row_of({**record, "labels": {"n": 1}}, stored) is None
+    assert row_of({**record, "labels": ["a"]}, stored) is None
+
+
+def test_labels_come_back_with_the_backup(store, storage):
+    row = {**stored_backup(storage, record=False), "labels": {"env": "prod", "n": "2"}}
+    storage.write_record("b1", record_of(row, user="admin", operation_id="", zstd_level=1))
+    reconcile(store, storage)
+    assert store.get_backup("b1")["labels"] == {"env": "prod", "n": "2"}
 
 
 class FinishingWhileListed(FolderStorage):

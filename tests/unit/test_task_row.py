@@ -175,7 +175,7 @@ def test_a_hash_missing_optional_fields_loads_with_their_starting_values():
 
 
 def test_every_field_a_full_row_writes_is_a_known_field():
-    row = dataclasses.replace(_legacy_backup_row(), requeued_attempt=1)
+    row = dataclasses.replace(_legacy_backup_row(), requeued_attempt=1, labels={"a": "b"})
     assert set(row.to_hash()) == ROW_FIELDS
 
 
