@@ -122,6 +122,16 @@ def require_tools(*names: str) -> None:
                          f"(Debian: apt-get install {' '.join(missing)})")
 
 
+def machine_note() -> str:
+    """The CPU model, cores and memory, for the figures to be read against."""
+    model = "unknown CPU"
+    with open("/proc/cpuinfo") as info:
+        model = next((line.split(":", 1)[1].strip() for line in info
+                      if line.startswith("model name")), model)
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / (1 << 30)
+    return f"machine: {model}, {os.cpu_count()} cores, {memory:.0f} GiB"
+
+
 def load_note() -> str:
     one, five, _ = os.getloadavg()
     busy = " - the machine is busy: figures are noisy" if one > 0.5 * os.cpu_count() else ""
@@ -141,7 +151,8 @@ def alternate(contenders: dict[str, Callable[[], float]], rounds: int) -> dict[s
             times[name].append(run())
             CPU_SECONDS.setdefault(name, []).append(_cpu_seconds() - before)
         print(f"round {number}/{rounds}: " + ", ".join(
-            f"{name} {values[-1]:.2f} s" for name, values in times.items()), flush=True)
+            f"{name} {values[-1]:.2f} s" for name, values in times.items())
+            + f" (load {os.getloadavg()[0]:.1f})", flush=True)
     return times
 
 

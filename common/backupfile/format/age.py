@@ -1,8 +1,9 @@
 """Streaming age v1 files (https://age-encryption.org/v1): scrypt and X25519 recipients.
 
 Backups are far larger than memory, so both directions work chunk by chunk: the writer keeps
-at most one plaintext chunk plus about 1 MiB of sealed output, and the reader keeps one chunk
-and releases its plaintext only once that chunk has authenticated.
+at most one plaintext chunk plus half a MiB of sealed output (or one large write's worth),
+and the reader keeps one chunk and releases its plaintext only once that chunk has
+authenticated.
 """
 
 from __future__ import annotations
@@ -27,7 +28,10 @@ MAX_WORK_FACTOR = 22
 CHUNK_SIZE = 64 * 1024
 _TAG_SIZE = 16
 _SEALED_CHUNK = CHUNK_SIZE + _TAG_SIZE
-_SINK_BATCH = 1 << 20
+# Sealed output gathers to this much before the sink gets it; a large write goes out whole.
+_SINK_BATCH = 512 << 10
+# Chunks read, and opened, at a time: large reads of the source, few Python calls per MiB.
+_CHUNKS_PER_READ = 16
 # Every age v1 file opens with this line: how a file is told to be one.
 AGE_MAGIC = b"age-encryption.org/v1\n"
 _SCRYPT_LABEL = b"age-encryption.org/v1/scrypt"
@@ -348,8 +352,10 @@ class AgeWriter:
         header = AGE_MAGIC + b"".join(stanzas) + b"---"
         nonce = os.urandom(16)
         self._aead = ChaCha20Poly1305(_hkdf(file_key, nonce, b"payload"))
-        self._sink, self._buf, self._out = sink, bytearray(), bytearray()
-        self._counter, self.closed = 0, False
+        self._sink, self._buf = sink, bytearray()
+        self._out: list[bytearray] = []
+        self._out_size = self._counter = 0
+        self.closed = False
         sink.write(header + b" " + _b64(_header_mac(file_key, header)) + b"\n" + nonce)
 
     @classmethod
@@ -376,43 +382,50 @@ class AgeWriter:
         if self.closed:
             raise ValueError("write to a closed AgeWriter")
         view = memoryview(data).cast("B")
-        rest = self._top_up(view)
+        size, chunks = len(view), []
+        if self._buf and len(self._buf) + len(view) > CHUNK_SIZE:
+            take = CHUNK_SIZE - len(self._buf)
+            full, self._buf = self._buf, bytearray()
+            full += view[:take]
+            chunks.append(memoryview(full))
+            view = view[take:]
         # A full chunk stays buffered until more data shows it is not the last one.
-        while len(rest) > CHUNK_SIZE:
-            self._seal(rest[:CHUNK_SIZE], last=False)
-            rest = rest[CHUNK_SIZE:]
-        self._buf += rest
-        return len(view)
+        whole = max(0, (len(view) - 1) // CHUNK_SIZE) * CHUNK_SIZE
+        chunks.extend(view[start:start + CHUNK_SIZE] for start in range(0, whole, CHUNK_SIZE))
+        self._buf += view[whole:]
+        if chunks:
+            self._seal(chunks, last=False)
+        return size
 
-    def _top_up(self, view: memoryview) -> memoryview:
-        """Complete the buffered chunk from view; what is left of view once it is sealed."""
-        if not self._buf:
-            return view
-        take = min(CHUNK_SIZE - len(self._buf), len(view))
-        self._buf += view[:take]
-        if take < len(view):
-            self._seal(self._buf, last=False)
-            self._buf.clear()
-        return view[take:]
-
-    def _seal(self, chunk: bytes | bytearray | memoryview, last: bool) -> None:
-        nonce = self._counter.to_bytes(11, "big") + (b"\x01" if last else b"\x00")
-        self._out += self._aead.encrypt(nonce, chunk, None)
-        self._counter += 1
-        if len(self._out) >= _SINK_BATCH:
+    def _seal(self, chunks: list[memoryview], last: bool) -> None:
+        """Seals the chunks in turn into one buffer: one write to the sink for a large write,
+        and no copy of the sealed bytes on the way."""
+        out = bytearray(sum(map(len, chunks)) + _TAG_SIZE * len(chunks))
+        target, start = memoryview(out), 0
+        for index, chunk in enumerate(chunks):
+            final = last and index == len(chunks) - 1
+            nonce = self._counter.to_bytes(11, "big") + (b"\x01" if final else b"\x00")
+            end = start + len(chunk) + _TAG_SIZE
+            self._aead.encrypt_into(nonce, chunk, None, target[start:end])
+            self._counter, start = self._counter + 1, end
+        target.release()
+        self._out.append(out)
+        self._out_size += len(out)
+        if self._out_size >= _SINK_BATCH:
             self.flush()
 
     def flush(self) -> None:
         """Hand sealed chunks to the sink; the open chunk stays until more data or close()."""
         if self._out:
-            # A fresh buffer each time: the sink may keep a reference to what it was given.
-            out, self._out = self._out, bytearray()
+            # Fresh buffers each time: the sink may keep a reference to what it was given.
+            out = self._out[0] if len(self._out) == 1 else b"".join(self._out)
+            self._out, self._out_size = [], 0
             self._sink.write(out)
 
     def close(self) -> None:
         """Seal the final chunk. The sink stays open."""
         if not self.closed:
-            self._seal(self._buf, last=True)
+            self._seal([memoryview(self._buf)], last=True)
             self._buf = bytearray()
             self.flush()
             self.closed = True
@@ -426,14 +439,15 @@ class AgeWriter:
         else:
             # Without the final chunk a reader reports truncation, instead of authenticating
             # a stream cut short by the failure.
-            self.closed, self._buf, self._out = True, bytearray(), bytearray()
+            self.closed, self._buf, self._out = True, bytearray(), []
 
 
 class AgeReader(io.RawIOBase):
     """Readable file object decrypting an age v1 stream from source.
 
     The header is parsed and authenticated here, so a wrong passphrase or identity fails
-    at construction; the payload is decrypted lazily, one 64 KiB chunk at a time.
+    at construction; the payload is decrypted lazily, up to 1 MiB at a time, and each 64 KiB
+    chunk's plaintext is handed out only once that chunk has authenticated.
     """
 
     def __init__(
@@ -472,35 +486,54 @@ class AgeReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def _next_chunk(self) -> bytes:
-        sealed = self._src.read_exact(_SEALED_CHUNK)
+    def _next_block(self) -> memoryview:
+        """The plaintext of the next chunks, up to _CHUNKS_PER_READ of them, read at once.
+
+        A failure after some of them opened is kept for the next call, so that the plaintext
+        that did authenticate comes out first, as it would chunk by chunk.
+        """
+        sealed = memoryview(self._src.read_exact(_SEALED_CHUNK * _CHUNKS_PER_READ))
+        plain = bytearray(len(sealed))
+        filled = start = 0
+        try:
+            # Once at least, so that an empty read reports the missing final chunk.
+            while not self._done and (start < len(sealed) or not start):
+                piece = sealed[start:start + _SEALED_CHUNK]
+                filled += self._open_chunk(piece, memoryview(plain)[filled:])
+                start += len(piece)
+        except AgePayloadError as exc:
+            if not filled:
+                raise
+            self._error = exc
+        if self._done and (start < len(sealed) or self._src.read_exact(1)):
+            self._error = AgePayloadError("trailing data after the final chunk")
+        return memoryview(plain)[:filled]
+
+    def _open_chunk(self, sealed: memoryview, into: memoryview) -> int:
+        """Opens one chunk into the start of into; how many plaintext bytes it held."""
         if len(sealed) < _TAG_SIZE:
             raise AgePayloadError("payload truncated: final chunk missing")
         if len(sealed) == _TAG_SIZE and self._counter:
             raise AgePayloadError("final chunk is empty but the payload is not")
+        target = into[:len(sealed) - _TAG_SIZE]
         # A short chunk must be the final one; a full-size one may still be.
         last = len(sealed) < _SEALED_CHUNK
-        plain = None if last else self._open(sealed, last=False)
-        if plain is None:
-            last, plain = True, self._open(sealed, last=True)
-        if plain is None:
-            raise AgePayloadError(f"payload chunk {self._counter} failed authentication")
+        if last or not self._open(sealed, target, last=False):
+            last = True
+            if not self._open(sealed, target, last=True):
+                raise AgePayloadError(f"payload chunk {self._counter} failed authentication")
         self._counter += 1
-        if last:
-            self._end()
-        return plain
+        self._done = last
+        return len(target)
 
-    def _end(self) -> None:
-        self._done = True
-        if self._src.read_exact(1):
-            self._error = AgePayloadError("trailing data after the final chunk")
-
-    def _open(self, sealed: bytes, last: bool) -> bytes | None:
+    def _open(self, sealed: memoryview, target: memoryview, last: bool) -> bool:
+        """Whether the chunk authenticated; only then does target hold its plaintext."""
         nonce = self._counter.to_bytes(11, "big") + (b"\x01" if last else b"\x00")
         try:
-            return self._aead.decrypt(nonce, sealed, None)
+            self._aead.decrypt_into(nonce, sealed, None, target)
         except InvalidTag:
-            return None
+            return False
+        return True
 
     def _fill(self, raise_now: bool) -> bool:
         """Whether plaintext is pending; an error waits while earlier plaintext is returned."""
@@ -508,7 +541,7 @@ class AgeReader(io.RawIOBase):
             return True
         if self._error is None and not self._done:
             try:
-                self._pending = memoryview(self._next_chunk())
+                self._pending = self._next_block()
                 return True
             except AgePayloadError as exc:
                 self._error = exc
@@ -527,6 +560,17 @@ class AgeReader(io.RawIOBase):
             self._pending = self._pending[size:]
             filled += size
         return filled
+
+    def read(self, size: int | None = -1) -> bytes:
+        """At most size bytes, fewer at a block's end: one copy, where RawIOBase makes two."""
+        if size is None or size < 0:
+            return self.readall()
+        if self.closed:
+            raise ValueError("read from a closed AgeReader")
+        if not size or not self._fill(raise_now=True):
+            return b""
+        data, self._pending = self._pending[:size], self._pending[size:]
+        return bytes(data)
 
     def readall(self) -> bytes:
         parts = []

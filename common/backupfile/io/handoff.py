@@ -224,4 +224,8 @@ class _Daemon:
         try:
             self._target()
         finally:
+            # The target is the owner's bound method: kept, it ties the owner and this daemon
+            # in a cycle that only a full collection frees, with all the owner holds (a
+            # storage writer and its 4 MiB buffer).
+            self._target = None
             self._ended.set()

@@ -29,7 +29,14 @@ from typing import IO, Any, Protocol
 import zstandard
 
 from common.backupfile.format.age import AgeError, AgeNoMatch, AgeReader
-from common.backupfile.format.manifest import MANIFEST_NAME, MAX_LINE, ManifestEntry, read_manifest
+from common.backupfile.format.filehash import from_global_records, new_hasher
+from common.backupfile.format.manifest import (
+    MANIFEST_NAME,
+    MAX_LINE,
+    ManifestEntry,
+    ManifestHeader,
+    read_manifest,
+)
 from common.backupfile.format.members import (
     BoundedTarFile,
     check_header,
@@ -163,12 +170,14 @@ class ArchiveScan:
 
         The blocks are views of bytes that never change, so write may keep them.
         """
-        sha256 = hashlib.sha256()
+        # The hash the stream named in its global header, read by now with the first member.
+        name = from_global_records(self._tar.pax_headers)
+        hasher = new_hasher(name)
         for block in self._blocks(member):
-            sha256.update(block)
+            hasher.update(block)
             write(block)
         self.files, self.bytes = self.files + 1, self.bytes + member.size
-        self._record(member.name, "file", member.size, sha256.hexdigest(), None)
+        self._record(member.name, "file", member.size, f"{name}:{hasher.hexdigest()}", None)
 
     def finish(self) -> None:
         """Reads the streams to their ends, then reports how the manifest compared."""
@@ -234,15 +243,17 @@ class ArchiveScan:
         with io.BufferedReader(_BlockReader(self._blocks(member)), COPY_SIZE) as text:
             try:
                 # A line more than it should hold is read, to name an extra entry as such.
-                _compare(read_manifest(text, lines + 1)[1], self._seen)
+                _compare(*read_manifest(text, lines + 1), self._seen)
             except BackupCorrupted as error:
                 # Reported by finish(): a member after the manifest, or a damaged stream,
                 # is the more telling fault, and comes to light later.
                 self._manifest_error = error
 
-    def _record(self, path: str, kind: str, size: int, sha256: str | None,
+    def _record(self, path: str, kind: str, size: int, digest: str | None,
                 target: str | None) -> None:
-        self._seen.write(_digest((path, kind, size, sha256, target)))
+        """digest: `<hash name>:<hex>`, so that a file hashed otherwise than the manifest
+        says cannot pass."""
+        self._seen.write(_digest((path, kind, size, digest, target)))
         self._recorded += 1
 
 
@@ -274,20 +285,21 @@ def _digest(facts: tuple[object, ...]) -> bytes:
     return hashlib.sha256(json.dumps(list(facts), ensure_ascii=True).encode("ascii")).digest()
 
 
-def _facts(entry: ManifestEntry) -> tuple[object, ...]:
+def _facts(entry: ManifestEntry, file_hash: str) -> tuple[object, ...]:
     """What must agree between the manifest and the archive, by type."""
     is_file, is_link = entry.type == "file", entry.type == "symlink"
+    digest = f"{file_hash}:{entry.digest}" if is_file and entry.digest is not None else None
     return (entry.path, entry.type, entry.size if is_file else 0,
-            entry.sha256 if is_file else None, entry.target if is_link else None)
+            digest, entry.target if is_link else None)
 
 
-def _compare(expected: Iterator[ManifestEntry], seen: IO[bytes]) -> None:
+def _compare(header: ManifestHeader, expected: Iterator[ManifestEntry], seen: IO[bytes]) -> None:
     listed = 0
     for entry in expected:
         digest = seen.read(_DIGEST_SIZE)
         if not digest:
             raise BackupCorrupted(f"{entry.path} is missing from the archive")
-        if digest != _digest(_facts(entry)):
+        if digest != _digest(_facts(entry, header.file_hash)):
             raise BackupCorrupted(f"{entry.path} does not match the manifest")
         listed += 1
     if seen.read(_DIGEST_SIZE):

@@ -3,7 +3,7 @@
 A verify always compares the SHA-512 of the stored bytes with the catalogue. When it can open
 the archive (a plain backup, or the password or identities of an encrypted one), it also reads
 the whole archive in the same pass over the file (read/unpack.py): age, zstd, tar, every
-member checked for safety and every file's SHA-256 recomputed, then the whole proved against
+member checked for safety and every file's hash recomputed, then the whole proved against
 the manifest that ends the archive. Nothing is written to disk; read/restore.py runs the
 same pass and writes the members as they come.
 """
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from common.backupfile.format.age import AGE_MAGIC
 from common.backupfile.io.blocks import COPY_SIZE
+from common.backupfile.io.handoff import Consumer
 from common.backupfile.io.hashing import format_sha512
 from common.backupfile.io.progress import Reporter, Watch
 from common.backupfile.io.storage import BackupStorage
@@ -32,6 +33,8 @@ from common.errors import (
 )
 
 HASH_MISMATCH = "stored bytes do not match the catalogue hash"
+# Reads of up to 1 MiB waiting for the hashing thread: a few MiB at most.
+_BLOCKS_HASHED_BEHIND = 8
 
 
 @dataclass(frozen=True)
@@ -87,20 +90,38 @@ def _discard(_block: bytes) -> None:
 
 
 class StoredFile:
-    """The backup file, read once: counted for progress and, when asked, hashed with SHA-512."""
+    """The backup file, read once: counted for progress and, when asked, hashed with SHA-512.
+
+    The hash runs on a thread of its own, fed the bytes as they are read: the thread reading
+    the file also decrypts and decompresses it, and hashing there too made it the one that
+    every other stage waited for. Use as a context manager, which ends that thread.
+    """
 
     def __init__(self, raw: io.BufferedReader, watch: Watch, hashing: bool) -> None:
         self.watch = watch
         self._raw = raw
         self._sha512 = hashlib.sha512() if hashing else None
+        self._hashing = (Consumer(self._sha512.update, "backup-sha512", _BLOCKS_HASHED_BEHIND)
+                         if self._sha512 is not None else None)
+
+    def __enter__(self) -> StoredFile:
+        if self._hashing is not None:
+            self._hashing.__enter__()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
+        if self._hashing is not None:
+            hashing, self._hashing = self._hashing, None
+            hashing.__exit__(exc_type, *rest)
 
     def read(self, size: int = -1) -> bytes:
         try:
             data = self._raw.read(size)
         except OSError as error:
             raise _read_failure(error) from error
-        if self._sha512 is not None:
-            self._sha512.update(data)
+        if self._hashing is not None and data:
+            # Bytes objects, never changed: the hashing thread may take them as they are.
+            self._hashing.put(data)
         self.watch.advance(len(data))
         return data
 
@@ -113,6 +134,7 @@ class StoredFile:
             raise ValueError("this file was opened without hashing")
         while self.read(COPY_SIZE):
             self.watch.checkpoint()
+        self.__exit__(None, None, None)
         if format_sha512(self._sha512.digest()) != expected.strip().upper():
             raise BackupCorrupted(HASH_MISMATCH) from cause
 
@@ -135,4 +157,5 @@ def open_stored(
             raise BackupNotFound(backup_id) from None
         except OSError as error:
             raise _read_failure(error) from error
-        yield StoredFile(stored.stream, Watch(reporter, stored.size), hashing)
+        yield stack.enter_context(StoredFile(stored.stream, Watch(reporter, stored.size),
+                                             hashing))

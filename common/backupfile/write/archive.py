@@ -9,8 +9,9 @@ A file that changes while it is read still yields a well-formed member of the si
 open time: a shrunk file is padded with zero bytes, a grown one cut at that size, and the task
 gets a FileChanged warning. A file that vanished or cannot be read is left out with a warning.
 
-The last member is the manifest (format/manifest.py), listing every member before it with each
-file's SHA-256, so that a verify or a restore can prove the archive whole.
+The stream opens with a PAX global header naming the file hash (format/filehash.py), and its
+last member is the manifest (format/manifest.py), listing every member before it with each
+file's hash, so that a verify or a restore can prove the archive whole.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from __future__ import annotations
 import errno
 import functools
 import grp
-import hashlib
 import os
 import pwd
 import stat
@@ -27,6 +27,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from typing import IO, BinaryIO
 
+from common.backupfile.format.filehash import CURRENT, FileHasher, global_records, new_hasher
 from common.backupfile.format.manifest import MANIFEST_NAME, encode_line, header_line
 from common.backupfile.format.tarstream import TarStream
 from common.backupfile.io.blocks import COPY_SIZE
@@ -52,8 +53,9 @@ class GuardedReader:
         size: int,
         on_read: Callable[[int], None] = _nothing,
         checkpoint: Callable[[], None] = _nothing,
+        file_hash: str = CURRENT,
     ) -> None:
-        self.sha256 = hashlib.sha256()
+        self.hasher: FileHasher = new_hasher(file_hash)
         self.shrank = False
         self.read_error: OSError | None = None
         self._raw, self._remaining = raw, size
@@ -80,7 +82,7 @@ class GuardedReader:
             self.shrank = True
             view[got:] = bytes(len(view) - got)
         self._remaining -= len(view)
-        self.sha256.update(view)
+        self.hasher.update(view)
         self._on_read(len(view))
         return len(view)
 
@@ -117,14 +119,17 @@ class ArchiveWriter:
         on_warning: WarningSink = _nothing,
         on_read: Callable[[int], None] = _nothing,
         checkpoint: Callable[[], None] = _nothing,
+        file_hash: str = CURRENT,
     ) -> None:
         self.files = self.source_bytes = 0
+        self._file_hash = file_hash
         self._created_at = created_at
         self._on_warning, self._on_read, self._checkpoint = on_warning, on_read, checkpoint
         self._tar = TarStream(sink, COPY_SIZE)
+        self._tar.write(tarfile.TarInfo.create_pax_global_header(global_records(file_hash)))
         # Closed by close() or abort(); the writer is itself a context manager.
         self._manifest = tempfile.SpooledTemporaryFile(max_size=_MANIFEST_MEMORY)  # noqa: SIM115
-        self._manifest.write(header_line(backup_id, created_at, list(source_names)))
+        self._manifest.write(header_line(backup_id, created_at, list(source_names), file_hash))
 
     def __enter__(self) -> ArchiveWriter:
         return self
@@ -189,7 +194,7 @@ class ArchiveWriter:
             warning = _read_warning(entry.archive_name, reader, opened, os.fstat(fd))
         if warning is not None:
             self._on_warning(warning)
-        self._record(info, "file", reader.sha256.hexdigest())
+        self._record(info, "file", reader.hasher.hexdigest())
 
     def _copy_file(
         self, name: str, raw: IO[bytes], opened: os.stat_result
@@ -197,7 +202,8 @@ class ArchiveWriter:
         info = _tar_info(name, opened, tarfile.REGTYPE)
         info.size = opened.st_size
         self._tar.header(info)
-        reader = GuardedReader(raw, info.size, self._on_read, self._checkpoint)
+        reader = GuardedReader(raw, info.size, self._on_read, self._checkpoint,
+                               self._file_hash)
         # Straight from the file into the stream's buffer: no copy on the way.
         remaining = info.size
         while remaining:
@@ -209,11 +215,11 @@ class ArchiveWriter:
         self.source_bytes += info.size
         return info, reader
 
-    def _record(self, info: tarfile.TarInfo, kind: str, sha256: str | None = None) -> None:
+    def _record(self, info: tarfile.TarInfo, kind: str, digest: str | None = None) -> None:
         item: dict[str, object] = {"path": info.name, "type": kind, "size": info.size,
                                    "mode": info.mode, "mtime": info.mtime}
-        if sha256 is not None:
-            item["sha256"] = sha256
+        if digest is not None:
+            item[self._file_hash] = digest
         if kind == "symlink":
             item["target"] = info.linkname
         self._manifest.write(encode_line(item))

@@ -3,13 +3,16 @@
 Plain Python, free of Celery and Redis, so that it can be tested and benchmarked alone; the task
 that runs it passes a Reporter for progress, warnings and the stop flag.
 
-Reading, the files' SHA-256 and feeding zstd run on the calling thread, and zstd compresses on
-its own worker threads; the encryption, the SHA-512 and the disk writes each run on a thread of
-their own, fed through small bounded queues (io/handoff.py). All of these release the GIL
-on large buffers (except the encryption, which is the smallest part), so every core is kept
-busy while only a few MiB are in flight between the stages. The three stages share one stop
-signal, so that however the calling thread leaves (a failure, a cancel, a SystemExit from the
-pool's SIGTERM) no thread is left waiting, and the temporary file goes with them.
+Reading, the files' hash (format/filehash.py) and feeding zstd run on the calling thread, and
+zstd compresses on its own worker threads; the encryption, the SHA-512 and the disk writes each
+run on a thread of their own, fed through small bounded queues (io/handoff.py). All of these
+release the GIL on large buffers (except the encryption, which is the smallest part), so every
+core is kept busy while only a few MiB are in flight between the stages. zstd hands on blocks
+of exactly COPY_SIZE, a whole number of age chunks: each is sealed straight into one buffer,
+which the SHA-512 and the disk stages take as it is, with no copy or join on the way. The stages
+share one stop signal, so that however the calling thread leaves (a failure, a cancel, a
+SystemExit from the pool's SIGTERM) no thread is left waiting, and the temporary file goes
+with them.
 """
 
 from __future__ import annotations
@@ -97,7 +100,8 @@ def _write_encrypted(
     # The key derivation (hundreds of MiB for scrypt) runs before the compressor exists, so
     # that the two memory peaks never add up.
     encryptor = _open_encryption(job, sink)
-    with stages.writer(encryptor or sink, "backup-writer") as pipe:
+    # Owned: the compressor hands on fresh bytes objects that nobody changes.
+    with stages.writer(encryptor or sink, "backup-writer", owned=True) as pipe:
         archive = _write_compressed(job, exclude, pipe, watch, generated_on)
     if encryptor is not None:
         encryptor.close()
@@ -116,9 +120,8 @@ def _write_compressed(
     job: BackupJob, exclude: tuple[Path, ...], sink: BinarySink, watch: Watch,
     generated_on: int,
 ) -> ArchiveWriter:
-    compressor = zstandard.ZstdCompressor(
-        level=job.zstd_level, threads=job.zstd_threads, write_checksum=True
-    ).stream_writer(sink, closefd=False, write_size=COPY_SIZE)
+    compressor = _BlockCompressor(zstandard.ZstdCompressor(
+        level=job.zstd_level, threads=job.zstd_threads, write_checksum=True), sink)
     warn = watch.reporter.warning
     names = [source.name for source in job.sources]
     with ArchiveWriter(compressor, job.backup_id, names, generated_on, warn,
@@ -128,6 +131,24 @@ def _write_compressed(
     # Only on success: closing ends the zstd frame, which a failed backup must not get.
     compressor.close()
     return archive
+
+
+class _BlockCompressor:
+    """A zstd frame written to a sink in blocks of exactly COPY_SIZE (the last one shorter)."""
+
+    def __init__(self, compressor: zstandard.ZstdCompressor, sink: BinarySink) -> None:
+        self._chunker = compressor.chunker(chunk_size=COPY_SIZE)
+        self._sink = sink
+
+    def write(self, data: bytes | memoryview) -> int:
+        for block in self._chunker.compress(data):
+            self._sink.write(block)
+        return len(data)
+
+    def close(self) -> None:
+        """Ends the frame."""
+        for block in self._chunker.finish():
+            self._sink.write(block)
 
 
 class _Stages:

@@ -483,3 +483,23 @@ def test_streaming_memory_stays_bounded() -> None:
     assert sink.total > size and sink.largest <= 2 << 20
     assert plain.digest() == source.plain.digest()
     assert peak < 8 << 20, f"peak traced memory {peak} bytes"
+
+
+def test_block_writes_reach_the_sink_as_one_sealed_block_each() -> None:
+    """What the backup pipeline relies on: a write of whole chunks comes out as one buffer
+    (the previous write's held-back chunk first), with no join and no small pieces."""
+    writes: list[int] = []
+
+    class Sink:
+        def write(self, data: bytes) -> None:
+            writes.append(len(data))
+            sink.write(data)
+
+    sink = io.BytesIO()
+    data = _payload(3 * 16 * CHUNK_SIZE)
+    with AgeWriter.for_passphrase(Sink(), PASSPHRASE, LOW_WORK_FACTOR) as writer:
+        for start in range(0, len(data), 16 * CHUNK_SIZE):
+            writer.write(data[start:start + 16 * CHUNK_SIZE])
+    header = writes.pop(0)
+    assert writes == [15 * SEALED, 16 * SEALED, 16 * SEALED, SEALED]
+    assert decrypt_bytes(sink.getvalue(), PASSPHRASE) == data and header < 300

@@ -7,6 +7,7 @@ import stat
 import tarfile
 from pathlib import Path
 
+import blake3
 import pytest
 import zstandard
 
@@ -139,26 +140,33 @@ def special_member(name: str, kind: bytes):
     return info, None
 
 
-def manifest_lines(members) -> list[dict]:
-    lines: list[dict] = [{"format": "h4backup-manifest", "version": 1, "backupId": "b-1",
-                          "createdAt": MTIME * 1000, "sources": ["data"]}]
+def manifest_lines(members, file_hash: str = "sha256") -> list[dict]:
+    """Version 1 (SHA-256, as backups were written before) unless another file hash is named."""
+    header = {"format": "h4backup-manifest", "version": 1, "backupId": "b-1",
+              "createdAt": MTIME * 1000, "sources": ["data"]}
+    if file_hash != "sha256":
+        header.update(version=2, fileHash=file_hash)
+    lines: list[dict] = [header]
+    hasher = {"sha256": hashlib.sha256, "blake3": blake3.blake3}[file_hash]
     for info, data in members:
         kind = {tarfile.DIRTYPE: "dir", tarfile.SYMTYPE: "symlink"}.get(info.type, "file")
         line = {"path": info.name, "type": kind, "size": info.size, "mode": info.mode,
                 "mtime": info.mtime}
         if kind == "file":
-            line["sha256"] = hashlib.sha256(data or b"").hexdigest()
+            line[file_hash] = hasher(data or b"").hexdigest()
         if kind == "symlink":
             line["target"] = info.linkname
         lines.append(line)
     return lines
 
 
-def craft(path: Path, members, passphrase: str | None = PASSPHRASE, manifest=None) -> Path:
+def craft(path: Path, members, passphrase: str | None = PASSPHRASE, manifest=None,
+          pax_headers=None) -> Path:
     """A backup file of the given members, ending with a manifest that lists them (or manifest;
     False for none), compressed and, with a passphrase, encrypted."""
     tar_bytes = io.BytesIO()
-    with tarfile.open(fileobj=tar_bytes, mode="w", format=tarfile.PAX_FORMAT) as tar:
+    with tarfile.open(fileobj=tar_bytes, mode="w", format=tarfile.PAX_FORMAT,
+                      pax_headers=pax_headers) as tar:
         for info, data in members:
             tar.addfile(info, io.BytesIO(data) if data is not None else None)
         lines = manifest_lines(members) if manifest is None else manifest
@@ -409,6 +417,30 @@ def test_a_manifest_with_another_sha256_is_corruption(tmp_path, restore_root):
     with pytest.raises(BackupCorrupted, match="data/f does not match"):
         run_restore(restore_job(path, restore_root), RecordingReporter())
     assert leftovers(restore_root) == []
+
+
+BLAKE3_STREAM = {"comment": "h4backup file-hash=blake3"}
+
+
+def test_a_blake3_backup_has_every_file_checked(tmp_path, restore_root):
+    members = [folder_member("data"), file_member("data/f", b"real bytes")]
+    good = craft(tmp_path / "good.tar.zst.age", members,
+                 manifest=manifest_lines(members, "blake3"), pax_headers=BLAKE3_STREAM)
+    outcome = run_restore(restore_job(good, restore_root), RecordingReporter())
+    assert (outcome.path / "data" / "f").read_bytes() == b"real bytes"
+    lines = manifest_lines(members, "blake3")
+    lines[2]["blake3"] = blake3.blake3(b"other bytes").hexdigest()
+    bad = craft(tmp_path / "b-1.tar.zst.age", members, manifest=lines, pax_headers=BLAKE3_STREAM)
+    with pytest.raises(BackupCorrupted, match="data/f does not match"):
+        run_restore(restore_job(bad, restore_root), RecordingReporter())
+
+
+def test_a_stream_and_manifest_naming_other_file_hashes_is_corruption(tmp_path, restore_root):
+    members = [folder_member("data"), file_member("data/f", b"real bytes")]
+    path = craft(tmp_path / "b-1.tar.zst.age", members, manifest=manifest_lines(members),
+                 pax_headers=BLAKE3_STREAM)
+    with pytest.raises(BackupCorrupted, match="data/f does not match"):
+        run_restore(restore_job(path, restore_root), RecordingReporter())
 
 
 @pytest.mark.parametrize(("change", "message"), [

@@ -6,6 +6,7 @@ import subprocess
 import tarfile
 from pathlib import Path
 
+import blake3
 import pytest
 
 from common.backupfile.format.manifest import MANIFEST_NAME, read_manifest
@@ -100,13 +101,18 @@ def test_archive_ends_with_the_manifest(archived) -> None:
         assert tar.getnames()[0] == "etc"
 
 
-def test_manifest_header_names_backup_and_sources(archived) -> None:
+def test_manifest_header_names_backup_sources_and_file_hash(archived) -> None:
     header, _ = manifest_of(archived[1])
-    assert (header.backup_id, header.created_at, header.sources) == (
-        "backup-1", 1_700_000_000_123, ("etc",))
+    assert (header.backup_id, header.created_at, header.sources, header.file_hash) == (
+        "backup-1", 1_700_000_000_123, ("etc",), "blake3")
 
 
-def test_manifest_lists_every_member_with_real_sha256(archived) -> None:
+def test_the_stream_names_the_file_hash_before_any_member(archived) -> None:
+    with tarfile.open(archived[1]) as tar:
+        assert tar.pax_headers == {"comment": "h4backup file-hash=blake3"}
+
+
+def test_manifest_lists_every_member_with_its_real_blake3(archived) -> None:
     source, tar_path = archived
     _, entries = manifest_of(tar_path)
     with tarfile.open(tar_path) as tar:
@@ -114,7 +120,7 @@ def test_manifest_lists_every_member_with_real_sha256(archived) -> None:
     for entry in entries:
         path = source.parent / entry.path
         if entry.type == "file":
-            assert entry.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+            assert entry.digest == blake3.blake3(path.read_bytes()).hexdigest()
             assert entry.size == path.stat().st_size
         elif entry.type == "symlink":
             assert entry.target == "../app.conf"
@@ -148,7 +154,7 @@ def test_guarded_reader_pads_a_shrunk_file_with_zeros() -> None:
     reader = GuardedReader(io.BytesIO(b"abc"), 6)
     assert reader.read(4) + reader.read(4) == b"abc\0\0\0"
     assert reader.shrank and not reader.grew()
-    assert reader.sha256.hexdigest() == hashlib.sha256(b"abc\0\0\0").hexdigest()
+    assert reader.hasher.hexdigest() == blake3.blake3(b"abc\0\0\0").hexdigest()
 
 
 def test_guarded_reader_stops_a_grown_file_at_the_recorded_size() -> None:
@@ -194,7 +200,7 @@ def test_file_shrinking_while_read_gives_file_changed_and_a_valid_archive(tmp_pa
         data = tar.extractfile("src/big.bin").read()
     assert len(data) == 3 * COPY_SIZE and data[COPY_SIZE + 10:] == bytes(2 * COPY_SIZE - 10)
     _, entries = manifest_of(tar_path)
-    assert entries[-1].sha256 == hashlib.sha256(data).hexdigest()
+    assert entries[-1].digest == blake3.blake3(data).hexdigest()
 
 
 def test_file_growing_while_read_gives_file_changed_and_a_valid_archive(tmp_path) -> None:
@@ -257,3 +263,21 @@ def test_read_manifest_rejects_a_broken_entry_line() -> None:
     _, entries = read_manifest(io.BytesIO(header + b"\n{not json\n"))
     with pytest.raises(BackupCorrupted):
         list(entries)
+
+
+def test_read_manifest_reads_a_version_1_manifest_as_sha256() -> None:
+    digest = hashlib.sha256(b"x").hexdigest()
+    text = (b'{"format":"h4backup-manifest","version":1,"backupId":"b","createdAt":1,'
+            b'"sources":["s"]}\n{"path":"s/f","type":"file","size":1,"mode":420,"mtime":1,'
+            b'"sha256":"' + digest.encode() + b'"}\n')
+    header, entries = read_manifest(io.BytesIO(text))
+    assert header.file_hash == "sha256"
+    assert [entry.digest for entry in entries] == [digest]
+
+
+@pytest.mark.parametrize("file_hash", ['"md5"', "null"])
+def test_read_manifest_rejects_an_unknown_file_hash(file_hash: str) -> None:
+    header = ('{"format":"h4backup-manifest","version":2,"backupId":"b","createdAt":1,'
+              f'"sources":[],"fileHash":{file_hash}}}\n')
+    with pytest.raises(BackupCorrupted):
+        read_manifest(io.BytesIO(header.encode()))
