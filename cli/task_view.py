@@ -114,7 +114,7 @@ def _kind_rows(kind: TaskKind, result: dict[str, Any],
         value = result.get(field.name)
         # A null that the kind allows means "does not apply" (verify without the key reads
         # no file), so there is nothing to show rather than a zero.
-        if not (field.nullable and value is None):
+        if not ((field.nullable or field.optional) and value is None):
             rows.append((field.label or field.name, FORMATTERS[field.format](value)))
         rows += [(line.label, FORMATTERS[line.format](extra.get(line.key)))
                  for line in kind.client_lines if line.after == field.name]

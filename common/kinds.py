@@ -31,6 +31,9 @@ class ResultField:
     nullable: bool = False  # null means "does not apply", so the CLI leaves the line out
     label: str = ""  # the CLI's name for it; the field's own name when empty
     format: str = "plain"
+    # Left out of a result it does not apply to: an extension a vCDA client never asked for
+    # stays out of what that client reads.
+    optional: bool = False
 
     def __post_init__(self) -> None:
         # A typo in the table would otherwise show only as a wrong document or a CLI crash.
@@ -77,8 +80,10 @@ class TaskKind:
     result: tuple[ResultField, ...] = ()
     client_lines: tuple[ClientLine, ...] = ()
 
-    def result_names(self) -> list[str]:
-        return [field.name for field in self.result]
+    def result_names(self, present: object = ()) -> list[str]:
+        """The result's fields in order; an optional one only when it is in `present`."""
+        return [field.name for field in self.result
+                if not field.optional or field.name in present]
 
     def check_arguments(self, row: TaskRow, secret: dict[str, str]) -> None:
         """ValueError unless the row holds every argument the handler reads and the secret
@@ -119,8 +124,7 @@ BACKUP = TaskKind(
                     label="created", format="time"),
         ResultField("hash", "string", "SHA-512 of the stored file, `SHA-512:AB:CD:...`."),
         ResultField("labels", "labels", "Extension: the labels given when it was made, an "
-                    "object of strings (empty without; null from a backup made before labels "
-                    "existed).", nullable=True, format="labels"),
+                    "object of strings; absent without.", format="labels", optional=True),
     ),
     client_lines=(ClientLine("bytes_stored", "stored", "bytes", after="generatedOn"),),
 )

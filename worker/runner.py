@@ -165,7 +165,7 @@ def _run_claimed(ctx: WorkerContext, task: TaskRow) -> None:
 def _as_declared(task: TaskRow, finish: jobs.Finish) -> bool:
     """The API documents and the CLI shows the result fields the kinds table declares: a
     handler that drifted from it is a bug to fail loudly on, not a result to publish."""
-    declared = KINDS[task.type].result_names()
+    declared = KINDS[task.type].result_names(present=finish.result or ())
     if finish.result is None or list(finish.result) == declared:
         return True
     log.error("%s result has fields %s, not the declared %s", task.type,

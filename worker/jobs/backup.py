@@ -14,7 +14,7 @@ from worker.jobs.base import Finish, Task, backup_id_of, secrets_of
 def run(ctx: WorkerContext, task: Task, reporter: Reporter) -> Finish:
     outcome = run_backup(_job(ctx, task), reporter)
     info = {"id": outcome.backup_id, "generatedOn": outcome.generated_on, "hash": outcome.hash,
-            "labels": task.labels or {}}
+            **({"labels": task.labels} if task.labels else {})}
     row = {**info, "file": outcome.file_name, "size": outcome.size,
            "encrypted": int(outcome.file_name == backup_file_name(outcome.backup_id, True)),
            "taskId": task.id, "files": outcome.files, "sourceBytes": outcome.source_bytes,

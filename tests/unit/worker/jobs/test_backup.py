@@ -91,3 +91,15 @@ def test_a_password_backup_without_its_password_stores_nothing(ctx, backup_task,
     with pytest.raises(PasswordUnavailable):
         backup_job.run(ctx, task, Recorder())
     assert list(storage.list()) == []
+
+
+def test_labels_go_into_the_result_the_listing_and_the_record(backed_up, ctx):
+    finish = backed_up("b7", labels={"env": "prod"})
+    assert list(finish.result) == BACKUP.result_names(present=finish.result)
+    assert finish.result["labels"] == {"env": "prod"}
+    assert ctx.store.get_backup("b7")["labels"] == {"env": "prod"}
+    assert ctx.storage.read_record("b7")["labels"] == {"env": "prod"}
+
+
+def test_a_backup_without_labels_has_none_in_its_result(password_backup):
+    assert "labels" not in password_backup.result
