@@ -115,6 +115,7 @@ def _register_hooks(app: Flask, settings: Settings) -> None:
 
 def _register_blueprints(app: Flask) -> None:
     from api import (
+        alerts,
         backups,
         diagnostics,
         docs,
@@ -132,7 +133,8 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(metrics.blp)
     metrics.instrument(app)
     errors.register(app)
-    for module in (sessions, backups, operations, schedule, tasks, health, diagnostics, sites):
+    for module in (sessions, backups, operations, schedule, tasks, health, diagnostics, sites,
+                   alerts):
         api.register_blueprint(module.blp)
     _document_results(api)
 

@@ -11,6 +11,8 @@ import re
 import marshmallow as ma
 from marshmallow import fields, validate
 
+from common.alerts import EVENTS as ALERT_EVENTS
+from common.alerts import MAX_TARGETS as MAX_ALERT_TARGETS
 from common.kinds import BACKUP, KINDS, ResultField, TaskKind
 from common.retention import time_zone
 from common.schedules import parse_cron
@@ -365,3 +367,41 @@ class SiteSchema(ma.Schema):
     buildVersion = fields.String()
     isLocal = fields.Boolean()
     state = fields.Nested(SiteStateSchema)
+
+
+# --- alerts ---------------------------------------------------------------------------------
+
+class AlertTargetSchema(StrictSchema):
+    url = fields.Url(required=True, schemes={"http", "https"}, require_tld=False,
+                     validate=validate.Length(max=2048),
+                     metadata={"description": "Where each event is POSTed, signed."})
+    events = fields.List(fields.String(validate=validate.OneOf(ALERT_EVENTS)),
+                         load_default=lambda: ["task.failed"],
+                         validate=validate.Length(1, len(ALERT_EVENTS)),
+                         metadata={"description": "Which events this target gets."})
+
+
+class AlertConfigSchema(StrictSchema):
+    """Webhook targets of task events; none turns alerts off."""
+
+    targets = fields.List(fields.Nested(AlertTargetSchema), load_default=list,
+                          validate=validate.Length(max=MAX_ALERT_TARGETS))
+
+
+class AlertDeliverySchema(ma.Schema):
+    id = fields.String(metadata={"description": "The delivery's id (X-H4-Delivery)."})
+    event = fields.String()
+    url = fields.String()
+    attempt = fields.Integer()
+    delivered = fields.Boolean()
+    outcome = fields.String(metadata={"description": "The HTTP status, or why none came."})
+    at = fields.Integer(metadata={"description": "When, ms since the epoch."})
+    final = fields.Boolean(metadata={"description": "No further attempt follows."})
+
+
+class AlertLogQuerySchema(StrictSchema):
+    limit = fields.Integer(load_default=100, validate=validate.Range(1, 500))
+
+
+class AlertTestSchema(ma.Schema):
+    targets = fields.Integer(metadata={"description": "Targets the test event goes to."})

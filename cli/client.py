@@ -35,6 +35,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     _backup_commands(commands.add_parser("backup", allow_abbrev=False, help="create, list, "
                                          "download, delete, restore and verify backups"))
     _task_commands(commands.add_parser("task", allow_abbrev=False, help="show and list tasks"))
+    _alert_commands(commands.add_parser("alerts", allow_abbrev=False, help="webhook alerts of "
+                                        "task events: targets, a test, the delivery log"))
 
 
 def _handler(name: str) -> Handler:
@@ -123,6 +125,22 @@ def _backup_commands(parser: argparse.ArgumentParser) -> None:
     verify = _with_id(group, "verify", "backup_verify", "check a backup's SHA-512; with a "
                       "password, decrypt and read the whole archive too")
     add_backup_password_options(verify, "only the SHA-512 is checked")
+
+
+def _alert_commands(parser: argparse.ArgumentParser) -> None:
+    parser.set_defaults(run=_usage(parser))
+    group = parser.add_subparsers(title="alert commands", metavar="COMMAND")
+    _command(group, "show", "alerts_show", "show the webhook targets")
+    targets = _command(group, "set", "alerts_set", "set the webhook targets (none: alerts off)")
+    targets.add_argument("--target", metavar="URL", action="append", default=[],
+                         help="an http(s) URL that gets each event as a signed POST; repeat it "
+                              "for more")
+    targets.add_argument("--events", default="task.failed",
+                         help="comma-separated: task.failed, task.succeeded "
+                              "(default %(default)s)")
+    _command(group, "test", "alerts_test", "send a test event to every target")
+    log = _command(group, "log", "alerts_log", "show the latest delivery attempts")
+    log.add_argument("--limit", type=int, default=20, help="how many (default %(default)s)")
 
 
 def _create_command(group: argparse._SubParsersAction) -> None:

@@ -241,3 +241,54 @@ def task_list(args: argparse.Namespace) -> int:
         output.data(line)
     output.note(f"{len(page['items'])} of {page['total']} task(s)")
     return OK
+
+
+# --- alerts -----------------------------------------------------------------------------------
+
+def alerts_show(args: argparse.Namespace) -> int:
+    api, output = _connect(args)
+    config = api.json("GET", "/alerts/config")
+    if args.json:
+        output.emit(config)
+        return OK
+    output.table(("URL", "EVENTS"), [(t["url"], ", ".join(t["events"]))
+                                     for t in config["targets"]])
+    output.note(f"{len(config['targets'])} target(s)")
+    return OK
+
+
+def alerts_set(args: argparse.Namespace) -> int:
+    api, output = _connect(args)
+    events = [event.strip() for event in args.events.split(",") if event.strip()]
+    config = api.json("PUT", "/alerts/config", json={
+        "targets": [{"url": url, "events": events} for url in args.target]})
+    if args.json:
+        output.emit(config)
+    else:
+        output.note(f"{len(config['targets'])} target(s) set" if config["targets"]
+                    else "alerts are off")
+    return OK
+
+
+def alerts_test(args: argparse.Namespace) -> int:
+    api, output = _connect(args)
+    answer = api.json("POST", "/alerts/test", expect=(202,))
+    if args.json:
+        output.emit(answer)
+    else:
+        output.note(f"test event queued for {answer['targets']} target(s): see "
+                    "`h4backup alerts log`")
+    return OK
+
+
+def alerts_log(args: argparse.Namespace) -> int:
+    api, output = _connect(args)
+    entries = api.json("GET", "/alerts/deliveries", params={"limit": args.limit})
+    if args.json:
+        for entry in entries:
+            output.emit(entry)
+        return OK
+    output.table(("WHEN", "EVENT", "URL", "ATTEMPT", "OUTCOME"), [
+        (when(e["at"]), e["event"], e["url"], str(e["attempt"]),
+         e["outcome"] if e["delivered"] else f"FAILED {e['outcome']}") for e in entries])
+    return OK

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from celery import Celery
 
 from common.config import Settings
-from common.tasks import HEALTH_PING, REAP, REAP_INTERVAL_SECONDS, SCHEDULE_TICK
+from common.tasks import ALERT_DELIVER, HEALTH_PING, REAP, REAP_INTERVAL_SECONDS, SCHEDULE_TICK
 
 QUEUE = "h4backup"
 # Housekeeping and health pings; every worker consumes it besides the backup queue.
@@ -50,7 +50,7 @@ def make_celery(settings: Settings, broker_url: str | None = None) -> Celery:
         worker_enable_soft_shutdown_on_idle=False,
         task_default_queue=QUEUE,
         task_routes={name: {"queue": CONTROL_QUEUE}
-                     for name in (REAP, HEALTH_PING, SCHEDULE_TICK)},
+                     for name in (REAP, HEALTH_PING, SCHEDULE_TICK, ALERT_DELIVER)},
         beat_schedule={
             "reap-lost-tasks": {"task": REAP, "schedule": REAP_INTERVAL_SECONDS,
                                 "options": {"expires": REAP_INTERVAL_SECONDS * 2}},

@@ -78,6 +78,9 @@ class Settings:
     log_level: str = "INFO"
     s3: S3Settings | None = None  # None: backups in backup_dir
     extra: dict[str, str] = field(default_factory=dict)
+    # H4_ALERT_SECRET_FILE: the key alert deliveries are signed with (common/alerts.py), made
+    # when missing; by default in the data folder. Hosts that send alerts must share one.
+    alert_secret_file: Path | None = None
 
     @property
     def redis(self) -> str:
@@ -219,6 +222,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         api_workers=env_int(env, "H4_API_WORKERS", 2, 1, 64),
         worker_concurrency=env_int(env, "H4_WORKER_CONCURRENCY", 1, 1, 64),
         worker_nice=env_int(env, "H4_WORKER_NICE", 10, 0, 19),
+        alert_secret_file=env_path(env, "H4_ALERT_SECRET_FILE", data_dir / "alert-secret"),
         header_timeout_seconds=env_int(env, "H4_HEADER_TIMEOUT_SECONDS", 10, 1, 300),
         client_idle_seconds=env_int(env, "H4_CLIENT_IDLE_SECONDS", 30, 1, 3600),
         body_timeout_seconds=env_int(env, "H4_BODY_TIMEOUT_SECONDS", 30, 1, 3600),

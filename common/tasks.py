@@ -23,6 +23,7 @@ GENERATE_BACKUP = BACKUP.celery_task
 SCHEDULE_TICK = "h4.schedule.tick"
 REAP = "h4.maintenance.reap"
 HEALTH_PING = "h4.health.ping"
+ALERT_DELIVER = "h4.alerts.deliver"
 REAP_INTERVAL_SECONDS = 5.0
 # A sealed password outlives any backup that may still use it, and no longer.
 SECRET_TTL_SECONDS = 6 * 3600

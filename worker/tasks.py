@@ -2,11 +2,12 @@
 
 from celery import Task
 
+from common import alerts as common_alerts
 from common.celery_app import CONTROL_QUEUE, TaskMessage, run_message
 from common.kinds import KINDS, TaskKind
 from common.starting import TaskStarter
-from common.tasks import HEALTH_PING, REAP, SCHEDULE_TICK
-from worker import maintenance, runner, schedule
+from common.tasks import ALERT_DELIVER, HEALTH_PING, REAP, SCHEDULE_TICK
+from worker import alerts, maintenance, runner, schedule
 from worker.app import celery
 from worker.context import worker_context
 from worker.process import MemoryKeeper
@@ -58,7 +59,22 @@ def reap() -> None:
 @celery.task(name=SCHEDULE_TICK, queue=CONTROL_QUEUE)
 def schedule_tick() -> None:
     ctx = worker_context()
-    schedule.tick(TaskStarter(ctx.store, ctx.settings, _message))
+    try:
+        schedule.tick(TaskStarter(ctx.store, ctx.settings, _message))
+    finally:
+        # Alerts ride on the same one-second tick: an ended task's event is sent within it.
+        alerts.dispatch(ctx.store, lambda delivery_id: ctx.store.enqueue(
+            _message(ALERT_DELIVER, delivery_id)))
+
+
+@celery.task(name=ALERT_DELIVER, queue=CONTROL_QUEUE, bind=True,
+             max_retries=common_alerts.MAX_ATTEMPTS - 1)
+def deliver_alert(self: Task, delivery_id: str) -> None:
+    ctx = worker_context()
+    attempt = self.request.retries + 1
+    secret = common_alerts.load_secret(ctx.settings.alert_secret_file)
+    if not alerts.deliver(ctx.store, secret, delivery_id, attempt):
+        raise self.retry(countdown=common_alerts.retry_pause(attempt))
 
 
 def _message(name: str, task_id: str) -> TaskMessage:

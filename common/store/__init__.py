@@ -17,6 +17,7 @@ import uuid
 import redis
 
 from common.store import scripts
+from common.store.alerts import Alerts
 from common.store.catalogue import Catalogue
 from common.store.codec import PREFIX, Created, SessionGate
 from common.store.schedule import ScheduleStore
@@ -26,7 +27,7 @@ from common.store.users import UsersAndSessions
 __all__ = ["Created", "SessionGate", "Store"]
 
 
-class Store(TaskRows, Catalogue, UsersAndSessions, ScheduleStore):
+class Store(TaskRows, Catalogue, UsersAndSessions, ScheduleStore, Alerts):
     """The one object the API and the workers use, one mixin per concern."""
 
     def __init__(self, client: redis.Redis, task_ttl_seconds: int = 7 * 24 * 3600) -> None:

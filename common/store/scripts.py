@@ -210,9 +210,10 @@ return 1
 """
 
 # KEYS: task, secret, lease, pending set, backups zset, backup hash, backup->task,
-#       running tasks, user's running tasks, cancel flag
+#       running tasks, user's running tasks, cancel flag, alert targets, alert events
 # ARGV: target, allowed-from, now, ttl, result, resultType, error, backupId, generatedOn,
 #       then the backup row's field/value pairs when the finish stores a backup.
+# With alert targets configured, the task's end is an event for them, left in the same step.
 FINISH = _RENDER_DOCUMENT + """
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return 0 end
@@ -229,6 +230,10 @@ redis.call('DEL', KEYS[2], KEYS[3], KEYS[10])
 local id = redis.call('HGET', KEYS[1], 'id')
 redis.call('SREM', KEYS[8], id)
 redis.call('SREM', KEYS[9], id)
+if redis.call('EXISTS', KEYS[11]) == 1 then
+  redis.call('RPUSH', KEYS[12], ARGV[1] .. ' ' .. id)
+  redis.call('LTRIM', KEYS[12], -10000, -1)
+end
 if ARGV[8] ~= '' then
   redis.call('SREM', KEYS[4], ARGV[8])
   if #ARGV > 9 then

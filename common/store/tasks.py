@@ -9,6 +9,7 @@ import redis
 
 from common.clock import now_ms
 from common.states import FINAL_STATES, TaskState
+from common.store import alerts
 from common.store import metrics as task_metrics
 from common.store.codec import (
     MAX_WARNINGS,
@@ -190,7 +191,8 @@ class TaskRows:
         keys = [self.task_key(task_id), self._secret_key(task_id), self._lease_key(task_id),
                 f"{PREFIX}backups:pending", f"{PREFIX}backups", self.backup_key(backup_id or "-"),
                 f"{PREFIX}backup-task:{backup_id or '-'}", RUNNING_KEY,
-                self._user_running_key(user or "-"), self._cancel_key(task_id)]
+                self._user_running_key(user or "-"), self._cancel_key(task_id),
+                alerts.CONFIG_KEY, alerts.EVENTS_KEY]
         args = [target.value, _allowed_from(target), now_ms(), self.task_ttl,
                 _dump(result), result_type or "", _dump(error), backup_id,
                 (backup or {}).get("generatedOn", 0)]

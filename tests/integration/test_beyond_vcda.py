@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 import tarfile
@@ -13,15 +14,18 @@ import pyrage
 import pytest
 import zstandard
 
+from common.alerts import verify_signature
 from common.backupfile.format.age import AgeWriter, generate_x25519_identity
 from tests.faults.conftest import write_random_tree
 from tests.integration.harness import RedisServer, Service, wait_until
 from tests.integration.trees import assert_same_tree, make_tree
 from tests.tools import require_tool
+from tests.webhooks import Receiver
 
 pytestmark = pytest.mark.integration
 
 PASSWORD = "beyond-vcda-Pa$$-42"
+ALERT_SECRET = "alert-secret-of-the-beyond-tests-0123456789abcdef"
 
 
 @pytest.fixture(scope="module")
@@ -35,9 +39,12 @@ def trees(tmp_path_factory):
 def svc(tmp_path_factory, trees, storage_env):
     root = tmp_path_factory.mktemp("beyond-service")
     redis_server = RedisServer(root / "redis").start()
+    (root / "alert-secret").write_text(ALERT_SECRET + "\n")
     service = Service(root / "service", redis_server, {"tree": trees["tree"]},
                       extra_env={"H4_SCRYPT_WORK_FACTOR": "12", "H4_BACKUP_QUOTA": "50",
-                                 "H4_RESTORE_DIR": str(root / "restores"), **storage_env})
+                                 "H4_RESTORE_DIR": str(root / "restores"),
+                                 "H4_ALERT_SECRET_FILE": str(root / "alert-secret"),
+                                 **storage_env})
     service.start(workers=2, beat=True)
     service.restore_dir = root / "restores"
     yield service
@@ -82,6 +89,35 @@ def test_verify_with_and_without_password(svc):
     assert full["result"]["hashOk"] and full["result"]["contentChecked"], full
     quick = _run(svc, http, "POST", f"/backups/{backup['id']}/verify")
     assert quick["result"]["hashOk"] and not quick["result"]["contentChecked"], quick
+
+
+def test_a_failure_reaches_a_webhook_signed_and_one_that_was_down_gets_it_later(svc):
+    http = svc.login()
+    backup = _backup(svc, http, password=PASSWORD)
+    receiver = Receiver()
+    try:
+        targets = {"targets": [{"url": receiver.url, "events": ["task.failed"]}]}
+        assert http.put(f"{svc.url}/alerts/config", json=targets).status_code == 200
+        failed = _run(svc, http, "POST", f"/backups/{backup['id']}/restore", password="no")
+        wait_until(lambda: receiver.got, 10, "the failed event")
+        headers, body, received = receiver.got[0]
+        assert received - failed["endTime"] / 1000 < 2.0
+        assert verify_signature(ALERT_SECRET.encode(), headers["X-H4-Signature"], body)
+        event = json.loads(body)
+        assert (event["event"], event["task"]["id"]) == ("task.failed", failed["id"])
+        assert event["task"]["error"]["code"] == "WrongPassword"
+
+        receiver.close()  # away: the next event waits for it
+        failed = _run(svc, http, "POST", f"/backups/{backup['id']}/restore", password="no")
+        log = f"{svc.url}/alerts/deliveries"
+        wait_until(lambda: any(not e["delivered"] for e in http.get(log).json()), 10,
+                   "a failed attempt in the delivery log")
+        receiver = Receiver(port=receiver.port)  # back
+        wait_until(lambda: receiver.got, 30, "the event, once the receiver is back")
+        assert json.loads(receiver.got[0][1])["task"]["id"] == failed["id"]
+    finally:
+        http.put(f"{svc.url}/alerts/config", json={"targets": []})
+        receiver.close()
 
 
 def test_wrong_password_fails_restore_and_writes_nothing(svc):

@@ -75,6 +75,12 @@ class FakeService(BaseHTTPRequestHandler):
             int(self.headers.get("Content-Length", 0))) or b"{}"))
         self._json(202, self.state["tasks"][0])
 
+    def do_PUT(self) -> None:
+        if self._authorized():
+            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+            self.state["bodies"].append(body)
+            self._json(200, body)
+
     def do_DELETE(self) -> None:
         if self._authorized():
             self._send(204, b"")

@@ -310,3 +310,14 @@ def test_download_command_refuses_to_overwrite_and_exits_1_on_mismatch(fake, tmp
     fake["served"] = CONTENT[::-1]
     assert main(["backup", "download", BACKUP_ID, "-o", str(target), "--force"]) == 1
     assert target.read_bytes() == b"keep me" and len(list(tmp_path.iterdir())) == 1
+
+
+def test_alert_targets_are_set_from_the_command_line(fake, capsys):
+    assert main(["alerts", "set", "--target", "https://hooks.example/a", "--target",
+                 "http://10.0.0.2:9000/h", "--events", "task.failed,task.succeeded"]) == 0
+    events = ["task.failed", "task.succeeded"]
+    assert fake["bodies"][-1] == {"targets": [{"url": "https://hooks.example/a",
+                                               "events": events},
+                                              {"url": "http://10.0.0.2:9000/h",
+                                               "events": events}]}
+    assert "2 target(s) set" in capsys.readouterr().err

@@ -1,0 +1,61 @@
+"""Turning the events ended tasks left into webhook deliveries, and sending them
+(`common/alerts.py` says what a delivery is and how it is signed)."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+
+from common import alerts
+from common.clock import now_ms
+from common.store import Store
+
+log = logging.getLogger("h4backup.worker")
+
+# Sends the Celery message of one delivery, by its id.
+SendDelivery = Callable[[str], None]
+
+
+def dispatch(store: Store, send_delivery: SendDelivery, batch: int = 100) -> int:
+    """One delivery per waiting event and target that asked for it; how many were queued."""
+    config = store.get_alerts()
+    if not config:
+        return 0
+    queued = 0
+    for event_or_state, subject in store.take_alert_events(batch):
+        event = event_or_state if event_or_state == alerts.TEST_EVENT else alerts.event_name(
+            event_or_state)
+        task = None if event == alerts.TEST_EVENT else store.task_document(subject)
+        for target in config["targets"]:
+            if event == alerts.TEST_EVENT or event in target["events"]:
+                queued += _queue(store, send_delivery, target["url"], event, task)
+    return queued
+
+
+def _queue(store: Store, send_delivery: SendDelivery, url: str, event: str,
+           task: dict | None) -> int:
+    delivery_id = str(uuid.uuid4())
+    body = alerts.event_body(delivery_id, event, now_ms(), task)
+    store.keep_delivery(delivery_id, alerts.Delivery(delivery_id, url, event, body).to_json())
+    send_delivery(delivery_id)
+    return 1
+
+
+def deliver(store: Store, secret: bytes, delivery_id: str, attempt: int) -> bool:
+    """One attempt at a delivery, logged; True when it needs no other (delivered, or gone)."""
+    kept = store.delivery(delivery_id)
+    if kept is None:
+        log.warning("alert delivery %s expired before it was sent", delivery_id)
+        return True
+    delivery = alerts.Delivery.from_json(kept)
+    delivered, outcome = alerts.send(delivery, secret, int(time.time()))
+    last = attempt >= alerts.MAX_ATTEMPTS
+    store.log_delivery({"id": delivery_id, "event": delivery.event, "url": delivery.url,
+                        "attempt": attempt, "delivered": delivered, "outcome": outcome,
+                        "at": now_ms(), "final": delivered or last})
+    if not delivered:
+        log.warning("alert delivery %s to %s failed (attempt %d of %d): %s", delivery_id,
+                    delivery.url, attempt, alerts.MAX_ATTEMPTS, outcome)
+    return delivered or last
