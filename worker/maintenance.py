@@ -32,8 +32,11 @@ ORPHAN_AGE_SECONDS = 3600
 
 
 # A task no worker has claimed waits for its message. One whose message is nowhere, neither
-# queued nor held by a worker, after this long was lost by the broker (a Redis restart just as
-# a worker received it leaves it for the 5 h visibility timeout): it is sent again, once.
+# queued nor held by a worker, after this long was lost by the broker: it is sent again, once.
+# A worker claims a task as soon as it receives its message, so a message received longer ago
+# than this whose task is still unclaimed was lost too: its connection broke between kombu's
+# pop and the delivery (a Redis restart), and the entry in `unacked` would otherwise wait for
+# the 5 h visibility timeout. A copy it brings back later finds the task claimed or ended.
 UNSENT_AGE_MS = 60_000
 
 
@@ -72,7 +75,8 @@ def _resend_lost_messages(store: Store, requeue: Callable[[str, str], None],
                if _unclaimed_for_long(task, now)]
     if not waiting:
         return []
-    with_messages = store.task_ids_with_messages((QUEUE,))
+    with_messages = store.task_ids_with_messages((QUEUE,),
+                                                 held_since=(now - UNSENT_AGE_MS) / 1000)
     resent = []
     for task_id in waiting:
         task = store.get_task(task_id)  # again: a worker may have claimed it meanwhile

@@ -121,11 +121,19 @@ class TaskRows:
                 pipe.exists(self._lease_key(task_id))
             return sum(pipe.execute()) if ids else 0
 
-    def task_ids_with_messages(self, queues: tuple[str, ...]) -> set[str]:
+    def task_ids_with_messages(self, queues: tuple[str, ...],
+                               held_since: float | None = None) -> set[str]:
         """Tasks whose Celery message waits in one of `queues`, or is held, received but not
-        yet acknowledged, by a worker (kombu's Redis transport keeps those in `unacked`)."""
+        yet acknowledged, by a worker (kombu's Redis transport keeps those in `unacked`,
+        and when each was received, in seconds, in `unacked_index`). With `held_since`, only
+        messages received since then count as held."""
         waiting = [raw for queue in queues for raw in self.redis.lrange(queue, 0, -1)]
-        held = [_held_envelope(raw) for raw in self.redis.hvals(UNACKED_KEY)]
+        if held_since is None:
+            raw_held = self.redis.hvals(UNACKED_KEY)
+        else:
+            tags = self.redis.zrangebyscore(UNACKED_INDEX_KEY, held_since, "+inf")
+            raw_held = [raw for raw in self.redis.hmget(UNACKED_KEY, tags) if raw] if tags else []
+        held = [_held_envelope(raw) for raw in raw_held]
         return {task_id for raw in (*waiting, *held) if (task_id := _message_task_id(raw))}
 
     def mark_requeued(self, task_id: str, attempt: int) -> bool:
@@ -256,8 +264,10 @@ def _created(reply: list[str]) -> Created:
     return Created(outcome, task_id=value or None)
 
 
-# kombu's Redis transport: received, unacknowledged messages, as [envelope, exchange, key].
+# kombu's Redis transport: received, unacknowledged messages, as [envelope, exchange, key],
+# by delivery tag; and each tag's time of receipt (seconds since the epoch).
 UNACKED_KEY = "unacked"
+UNACKED_INDEX_KEY = "unacked_index"
 
 
 def _held_envelope(raw: str) -> str:

@@ -106,14 +106,30 @@ def test_an_unclaimed_task_whose_message_is_gone_is_sent_again_once(
     assert sent == [(row.id, "backup")]
 
 
-def test_a_message_a_worker_holds_unacknowledged_counts_as_present(
-        store, settings, dispatcher, tmp_path, monkeypatch):
-    row = _accepted(store, settings, dispatcher)
+def _received(store, row, seconds_ago: float) -> None:
+    """The task's message popped by a worker, as kombu records it, `seconds_ago`."""
     (payload,) = store.redis.lrange(QUEUE, 0, -1)
     store.redis.delete(QUEUE)
     store.redis.hset("unacked", "tag-1", json.dumps([json.loads(payload), "", QUEUE]))
+    store.redis.zadd("unacked_index", {"tag-1": row.start_time / 1000 + 61 - seconds_ago})
+
+
+def test_a_message_a_worker_received_moments_ago_counts_as_present(
+        store, settings, dispatcher, tmp_path, monkeypatch):
+    row = _accepted(store, settings, dispatcher)
+    _received(store, row, seconds_ago=2)
     _a_minute_later(monkeypatch, row)
     assert reap(store, lambda *_: None, 3, FolderStorage(tmp_path)).resent == []
+
+
+def test_a_message_received_a_minute_ago_whose_task_nobody_claimed_is_sent_again(
+        store, settings, dispatcher, tmp_path, monkeypatch):
+    row = _accepted(store, settings, dispatcher)
+    _received(store, row, seconds_ago=61)  # its connection broke before the worker had it
+    _a_minute_later(monkeypatch, row)
+    sent = []
+    assert reap(store, lambda *a: sent.append(a), 3, FolderStorage(tmp_path)).resent == [row.id]
+    assert sent == [(row.id, "backup")]
 
 
 def test_a_young_unclaimed_task_without_a_message_is_left_alone(
