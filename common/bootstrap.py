@@ -74,7 +74,14 @@ def ensure_admin(store: Store, settings: Settings) -> None:
     user = store.get_user(settings.admin_user)
     if user and check_password(password, user["password"]) and user["roles"] == ADMIN_ROLES:
         return
-    store.put_user(settings.admin_user, hash_password(password), ADMIN_ROLES)
+    if user is None and store.add_user(settings.admin_user, hash_password(password),
+                                       ADMIN_ROLES):
+        return
+    # Changed settings (or another process created it a moment ago: then this check passes).
+    user = store.get_user(settings.admin_user)
+    if not (user and check_password(password, user["password"])
+            and user["roles"] == ADMIN_ROLES):
+        store.put_user(settings.admin_user, hash_password(password), ADMIN_ROLES)
 
 
 def write_config_snapshot(settings: Settings) -> None:

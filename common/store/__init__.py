@@ -53,6 +53,7 @@ class Store(TaskRows, Catalogue, UsersAndSessions, ScheduleStore, Alerts):
         self._touch_session = client.register_script(scripts.TOUCH_SESSION)
         self._create_session = client.register_script(scripts.CREATE_SESSION)
         self._end_sessions = client.register_script(scripts.END_SESSIONS)
+        self._add_user = client.register_script(scripts.ADD_USER)
 
     @classmethod
     def from_url(cls, url: str, task_ttl_seconds: int = 7 * 24 * 3600) -> Store:

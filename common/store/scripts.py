@@ -179,6 +179,17 @@ redis.call('EXPIRE', KEYS[1], ARGV[5])
 return 1
 """
 
+# KEYS: user; ARGV: name, password hash, roles, generation
+# A user created only where none exists: processes starting at once each create the
+# administrator, and the second must not replace the first (its generation would end a
+# session the first had just opened).
+ADD_USER = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'name', ARGV[1], 'password', ARGV[2], 'roles', ARGV[3],
+           'generation', ARGV[4])
+return 1
+"""
+
 # KEYS: user
 # ARGV: a new generation
 # Ends every session of an existing user, which keeps its password and roles; 0 without one.

@@ -60,6 +60,11 @@ class UsersAndSessions:
                         mapping={"name": name, "password": password_hash,
                                  "roles": json.dumps(roles), "generation": _new_generation()})
 
+    def add_user(self, name: str, password_hash: str, roles: list[str]) -> bool:
+        """Create a user unless one of that name exists (then False, and nothing changes)."""
+        return bool(self._add_user(keys=[self._user_key(name)], args=[
+            name, password_hash, json.dumps(roles), _new_generation()]))
+
     def get_user(self, name: str) -> dict[str, Any] | None:
         row = self.redis.hgetall(self._user_key(name))
         if not row:
