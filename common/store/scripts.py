@@ -324,14 +324,20 @@ redis.call('EXPIRE', KEYS[1], ARGV[2])
 return 1
 """
 
-# Write a task that ended before it was accepted (a synchronous check), in its final state.
-# KEYS: task, all tasks, user's tasks; ARGV: ttl, task id, start time, the row's pairs.
+# Write a task that ended before it was accepted (a synchronous check, a refused scheduled
+# run), in its final state; with alert targets configured, its end is an event as in FINISH.
+# KEYS: task, all tasks, user's tasks, alert targets, alert events
+# ARGV: ttl, task id, start time, the row's pairs.
 RECORD_FINISHED = _RENDER_DOCUMENT + """
 redis.call('HSET', KEYS[1], unpack(ARGV, 4))
 render_document(KEYS[1])
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[2])
+if redis.call('EXISTS', KEYS[4]) == 1 then
+  redis.call('RPUSH', KEYS[5], redis.call('HGET', KEYS[1], 'state') .. ' ' .. ARGV[2])
+  redis.call('LTRIM', KEYS[5], -10000, -1)
+end
 return 1
 """
 

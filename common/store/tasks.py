@@ -153,7 +153,8 @@ class TaskRows:
         if task.state not in FINAL_STATES:
             raise ValueError(f"task {task.id} is not finished: {task.state}")
         self._record_finished(
-            keys=[self.task_key(task.id), f"{PREFIX}tasks", self._user_tasks_key(task.user)],
+            keys=[self.task_key(task.id), f"{PREFIX}tasks", self._user_tasks_key(task.user),
+                  alerts.CONFIG_KEY, alerts.EVENTS_KEY],
             args=[self.task_ttl, task.id, task.start_time, *_flatten(task.to_hash())])
 
     def get_task(self, task_id: str) -> TaskRow | None:

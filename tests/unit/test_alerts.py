@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
 from common import alerts
 from common.errors import BackupNotFound
-from common.tasks import new_backup_task
+from common.states import TaskState
+from common.tasks import new_backup_task, new_task
 from tests.conftest import login
 from tests.webhooks import Receiver
 from worker import alerts as worker_alerts
@@ -121,3 +123,11 @@ def test_the_api_sets_targets_sends_a_test_and_shows_the_log(client, store, rece
     assert client.put("/alerts/config", json={"targets": []}, headers=headers).status_code == 200
     _ended_task(store)
     assert store.take_alert_events() == []
+
+
+def test_a_refused_scheduled_run_is_an_event_too(store):
+    store.put_alerts({"targets": [{"url": "http://x/", "events": ["task.failed"]}]})
+    refused = replace(new_task("scheduler", "backup", "backup", "b-9"), state=TaskState.FAILED,
+                      end_time=5, error=BackupNotFound("b-9").to_api_error())
+    store.record_finished_task(refused)
+    assert store.take_alert_events() == [("FAILED", refused.id)]
