@@ -386,6 +386,10 @@ class AlertConfigSchema(StrictSchema):
 
     targets = fields.List(fields.Nested(AlertTargetSchema), load_default=list,
                           validate=validate.Length(max=MAX_ALERT_TARGETS))
+    overdueAfterSeconds = fields.Integer(
+        allow_none=True, load_default=None, validate=validate.Range(60, 366 * 24 * 3600),
+        metadata={"description": "Send `backup.overdue` once when the schedule is on and no "
+                                 "scheduled backup has been listed for this long."})
 
 
 class AlertDeliverySchema(ma.Schema):

@@ -136,8 +136,11 @@ def _alert_commands(parser: argparse.ArgumentParser) -> None:
                          help="an http(s) URL that gets each event as a signed POST; repeat it "
                               "for more")
     targets.add_argument("--events", default="task.failed",
-                         help="comma-separated: task.failed, task.succeeded "
+                         help="comma-separated: task.failed, task.succeeded, backup.overdue "
                               "(default %(default)s)")
+    targets.add_argument("--overdue-after", type=int, metavar="SECONDS",
+                         help="send backup.overdue when the schedule is on and no scheduled "
+                              "backup has been listed for this long")
     _command(group, "test", "alerts_test", "send a test event to every target")
     log = _command(group, "log", "alerts_log", "show the latest delivery attempts")
     log.add_argument("--limit", type=int, default=20, help="how many (default %(default)s)")

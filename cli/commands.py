@@ -261,7 +261,8 @@ def alerts_set(args: argparse.Namespace) -> int:
     api, output = _connect(args)
     events = [event.strip() for event in args.events.split(",") if event.strip()]
     config = api.json("PUT", "/alerts/config", json={
-        "targets": [{"url": url, "events": events} for url in args.target]})
+        "targets": [{"url": url, "events": events} for url in args.target],
+        "overdueAfterSeconds": args.overdue_after})
     if args.json:
         output.emit(config)
     else:

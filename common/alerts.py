@@ -30,7 +30,8 @@ from typing import Any
 
 from common.privatefiles import create_once
 
-EVENTS = ("task.failed", "task.succeeded")
+OVERDUE_EVENT = "backup.overdue"
+EVENTS = ("task.failed", "task.succeeded", OVERDUE_EVENT)
 TEST_EVENT = "test"
 # Attempts per delivery, and the pause before each retry: 2, 4, 8 ... 256 s, about 8.5 min.
 MAX_ATTEMPTS = 9
@@ -88,9 +89,18 @@ class Delivery:
 
 
 def event_body(delivery_id: str, event: str, occurred_ms: int,
-               task: dict[str, Any] | None) -> bytes:
-    return json.dumps({"id": delivery_id, "event": event, "occurredAt": occurred_ms,
-                       "task": task}, separators=(",", ":"), sort_keys=True).encode()
+               task: dict[str, Any] | None, details: dict[str, Any] | None = None) -> bytes:
+    """`task` for a task's end; `details` for an event that is about no task (overdue)."""
+    body = {"id": delivery_id, "event": event, "occurredAt": occurred_ms, "task": task}
+    if details is not None:
+        body["details"] = details
+    return json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
+
+
+def overdue_details(newest: dict[str, Any] | None, since_ms: int,
+                    after_seconds: int) -> dict[str, Any]:
+    return {"lastScheduledBackup": newest["id"] if newest else None,
+            "lastScheduledBackupOn": since_ms, "overdueAfterSeconds": after_seconds}
 
 
 def send(delivery: Delivery, secret: bytes, now_seconds: int,

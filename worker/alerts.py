@@ -23,7 +23,7 @@ def dispatch(store: Store, send_delivery: SendDelivery, batch: int = 100) -> int
     config = store.get_alerts()
     if not config:
         return 0
-    queued = 0
+    queued = _overdue(store, send_delivery, config, now_ms())
     for event_or_state, subject in store.take_alert_events(batch):
         event = event_or_state if event_or_state == alerts.TEST_EVENT else alerts.event_name(
             event_or_state)
@@ -34,10 +34,30 @@ def dispatch(store: Store, send_delivery: SendDelivery, batch: int = 100) -> int
     return queued
 
 
+def _overdue(store: Store, send_delivery: SendDelivery, config: dict, now: int) -> int:
+    """`backup.overdue`, once per episode: the schedule is on and no scheduled backup has
+    been listed for `overdueAfterSeconds` (counted from the schedule's setting before the
+    first one)."""
+    after = config.get("overdueAfterSeconds")
+    schedule = store.get_schedule() or {}
+    if not after or not schedule.get("enabled"):
+        return 0
+    newest = next((b for b in store.list_backups() if b.get("kind") == "scheduled"), None)
+    since = int(newest["generatedOn"]) if newest else store.schedule_since()
+    if since is None or now - since < after * 1000:
+        return 0
+    if not store.note_overdue(newest["id"] if newest else f"none:{since}"):
+        return 0
+    log.warning("scheduled backups are overdue: none listed since %d", since)
+    details = alerts.overdue_details(newest, since, after)
+    return sum(_queue(store, send_delivery, target["url"], alerts.OVERDUE_EVENT, None, details)
+               for target in config["targets"] if alerts.OVERDUE_EVENT in target["events"])
+
+
 def _queue(store: Store, send_delivery: SendDelivery, url: str, event: str,
-           task: dict | None) -> int:
+           task: dict | None, details: dict | None = None) -> int:
     delivery_id = str(uuid.uuid4())
-    body = alerts.event_body(delivery_id, event, now_ms(), task)
+    body = alerts.event_body(delivery_id, event, now_ms(), task, details)
     store.keep_delivery(delivery_id, alerts.Delivery(delivery_id, url, event, body).to_json())
     send_delivery(delivery_id)
     return 1

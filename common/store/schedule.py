@@ -27,7 +27,13 @@ class ScheduleStore:
         with self.redis.pipeline() as pipe:
             pipe.set(f"{PREFIX}config:schedule", json.dumps(config))
             pipe.set(f"{PREFIX}schedule:last", now_ms())
+            pipe.set(f"{PREFIX}schedule:since", now_ms())
             pipe.execute()
+
+    def schedule_since(self) -> int | None:
+        """When the schedule was last set (ms): what overdue counts from before any backup."""
+        since = self.redis.get(f"{PREFIX}schedule:since")
+        return int(since) if since else None
 
     def schedule_last_run(self) -> str:
         return self.redis.get(f"{PREFIX}schedule:last") or ""

@@ -108,7 +108,8 @@ def test_the_api_sets_targets_sends_a_test_and_shows_the_log(client, store, rece
     assert client.post("/alerts/test", headers=headers).status_code == 409
     config = {"targets": [{"url": receiver.url, "events": ["task.failed", "task.succeeded"]}]}
     assert client.put("/alerts/config", json=config, headers=headers).status_code == 200
-    assert client.get("/alerts/config", headers=headers).get_json() == config
+    assert client.get("/alerts/config", headers=headers).get_json() == {
+        **config, "overdueAfterSeconds": None}
     assert client.post("/alerts/test", headers=headers).get_json() == {"targets": 1}
     sent: list[str] = []
     worker_alerts.dispatch(store, sent.append)
@@ -131,3 +132,33 @@ def test_a_refused_scheduled_run_is_an_event_too(store):
                       end_time=5, error=BackupNotFound("b-9").to_api_error())
     store.record_finished_task(refused)
     assert store.take_alert_events() == [("FAILED", refused.id)]
+
+
+def test_an_overdue_schedule_alerts_once_until_a_new_scheduled_backup(store, monkeypatch):
+    store.put_schedule({"enabled": True, "intervalSeconds": 3600, "keepLast": 3})
+    store.put_alerts({"targets": [{"url": "http://a/", "events": ["backup.overdue"]},
+                                  {"url": "http://b/", "events": ["task.failed"]}],
+                      "overdueAfterSeconds": 7200})
+    since = store.schedule_since()
+    sent: list[str] = []
+    monkeypatch.setattr(worker_alerts, "now_ms", lambda: since + 7_199_000)
+    assert worker_alerts.dispatch(store, sent.append) == 0
+    monkeypatch.setattr(worker_alerts, "now_ms", lambda: since + 7_201_000)
+    assert worker_alerts.dispatch(store, sent.append) == 1
+    assert worker_alerts.dispatch(store, sent.append) == 0  # once per episode
+    delivery = alerts.Delivery.from_json(store.delivery(sent[0]))
+    body = json.loads(delivery.body)
+    assert (delivery.url, body["event"], body["task"]) == ("http://a/", "backup.overdue", None)
+    assert body["details"] == {"lastScheduledBackup": None, "lastScheduledBackupOn": since,
+                               "overdueAfterSeconds": 7200}
+    row = new_backup_task("scheduler", "s-1", encrypted=False, kind="scheduled")
+    store.create_backup_task(row, "s-1", 10, None, 60)
+    store.succeed(row.id, {"id": "s-1"}, "BackupInfo", backup={
+        "id": "s-1", "generatedOn": since + 7_200_500, "hash": "SHA-512:00", "file": "s-1.tar.zst",
+        "size": 1, "kind": "scheduled"})
+    store.take_alert_events()
+    monkeypatch.setattr(worker_alerts, "now_ms", lambda: since + 2 * 7_200_000 + 1_000)
+    assert worker_alerts.dispatch(store, sent.append) == 1  # a new episode: overdue again
+    store.put_schedule({"enabled": False, "intervalSeconds": 3600})
+    monkeypatch.setattr(worker_alerts, "now_ms", lambda: since + 10 * 7_200_000)
+    assert worker_alerts.dispatch(store, sent.append) == 0  # no schedule, nothing is due

@@ -319,5 +319,6 @@ def test_alert_targets_are_set_from_the_command_line(fake, capsys):
     assert fake["bodies"][-1] == {"targets": [{"url": "https://hooks.example/a",
                                                "events": events},
                                               {"url": "http://10.0.0.2:9000/h",
-                                               "events": events}]}
+                                               "events": events}],
+                                  "overdueAfterSeconds": None}
     assert "2 target(s) set" in capsys.readouterr().err
