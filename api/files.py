@@ -122,7 +122,7 @@ def delete_backup(backup_id: str) -> TaskRow | None:
 
 
 def _refuse_locked(backup_id: str, stored: StoredObject) -> None:
-    if stored.locked_until_ms is not None and stored.locked_until_ms > now_ms():
+    if stored.locked_at(now_ms()):
         until = datetime.fromtimestamp(stored.locked_until_ms / 1000, UTC)
         raise BackupLocked(backup_id, until.isoformat(timespec="seconds"))
 

@@ -10,6 +10,7 @@ from flask import g
 from flask.views import MethodView
 
 from api.auth import (
+    Caller,
     admin_required,
     caller_and_document,
     caller_and_task,
@@ -38,9 +39,15 @@ def _value(task: TaskRow, name: str) -> Any:
 def visible_task(task_id: str) -> TaskRow:
     """The task if the caller may see it; another user's task is as good as missing."""
     caller, task = caller_and_task(task_id)
-    if task is None or not (caller.is_admin or task.user == caller.user):
-        raise TaskNotFound(task_id)
+    _refuse_unseen(task_id, caller, task and task.user)
     return task
+
+
+def _refuse_unseen(task_id: str, caller: Caller, owner: str | None) -> None:
+    """TaskNotFound unless the task exists and the caller may see it (its own, or any for an
+    administrator)."""
+    if owner is None or not (caller.is_admin or owner == caller.user):
+        raise TaskNotFound(task_id)
 
 
 def _whose_tasks(query: dict[str, Any]) -> str | None:
@@ -109,8 +116,7 @@ class Task(MethodView):
         if "caller" in g:
             return visible_task(str(task_id))
         caller, task = caller_and_document(str(task_id))
-        if task is None or not (caller.is_admin or task.user == caller.user):
-            raise TaskNotFound(str(task_id))
+        _refuse_unseen(str(task_id), caller, task and task.user)
         if task.document is None:  # a row another version's writer changed last
             return task.row
         return document_response(task.document, 200, {})

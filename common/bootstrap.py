@@ -71,16 +71,17 @@ def admin_password(settings: Settings) -> str:
 def ensure_admin(store: Store, settings: Settings) -> None:
     """Create the administrator, or reset its password when the configured one changed."""
     password = admin_password(settings)
-    user = store.get_user(settings.admin_user)
-    if user and check_password(password, user["password"]) and user["roles"] == ADMIN_ROLES:
+
+    def as_configured() -> bool:
+        user = store.get_user(settings.admin_user)
+        return bool(user and check_password(password, user["password"])
+                    and user["roles"] == ADMIN_ROLES)
+
+    if as_configured() or store.add_user(settings.admin_user, hash_password(password),
+                                         ADMIN_ROLES):
         return
-    if user is None and store.add_user(settings.admin_user, hash_password(password),
-                                       ADMIN_ROLES):
-        return
-    # Changed settings (or another process created it a moment ago: then this check passes).
-    user = store.get_user(settings.admin_user)
-    if not (user and check_password(password, user["password"])
-            and user["roles"] == ADMIN_ROLES):
+    # Changed settings, or another process created it a moment ago (then it is as configured).
+    if not as_configured():
         store.put_user(settings.admin_user, hash_password(password), ADMIN_ROLES)
 
 

@@ -117,4 +117,4 @@ def _rule_reasons(newest_first: list[Mapping[str, Any]], policy: Policy) -> dict
 def is_locked(storage: BackupStorage, backup: Mapping[str, Any]) -> bool:
     """Whether the store's object lock still holds the backup's file."""
     stored = storage.stat(backup["file"])
-    return bool(stored and stored.locked_until_ms and stored.locked_until_ms > now_ms())
+    return stored is not None and stored.locked_at(now_ms())

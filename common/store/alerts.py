@@ -41,11 +41,7 @@ class Alerts:
     def note_overdue(self, episode: str) -> bool:
         """True the first time `episode` (what the last scheduled backup was) is noted: an
         overdue schedule alerts once, until a new scheduled backup ends the episode."""
-        key = f"{PREFIX}alerts:overdue"
-        with self.redis.pipeline() as pipe:
-            pipe.getset(key, episode)
-            previous, = pipe.execute()
-        return previous != episode
+        return self.redis.set(f"{PREFIX}alerts:overdue", episode, get=True) != episode
 
     def task_document(self, task_id: str) -> dict[str, Any] | None:
         document = self.redis.hget(self.task_key(task_id), "document")

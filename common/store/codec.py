@@ -35,6 +35,14 @@ class Created:
     document: str | None = None  # the new task's ApiTask JSON, as the API sends it
 
 
+def session_key(digest: str) -> str:
+    return f"{PREFIX}session:{digest}"
+
+
+def user_key(name: str) -> str:
+    return f"{PREFIX}user:{name}"
+
+
 @dataclass(frozen=True)
 class SessionGate:
     """A write made for an API caller, checked against the caller's session in the same
@@ -46,7 +54,7 @@ class SessionGate:
     idle_seconds: int
 
     def keys(self) -> list[str]:
-        return [f"{PREFIX}session:{self.digest}", f"{PREFIX}user:{self.user}"]
+        return [session_key(self.digest), user_key(self.user)]
 
     def args(self) -> list[str | int]:
         return [self.idle_seconds, self.user, self.role]

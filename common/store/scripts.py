@@ -91,6 +91,20 @@ def gated(script: str) -> str:
     return _CALLER_GATE + script
 
 
+# With alert targets configured (KEYS[config]), a task's end is an event for them, pushed onto
+# KEYS[events] as "<final state> <task id>"; the oldest beyond ALERT_EVENTS_KEPT are dropped.
+ALERT_EVENTS_KEPT = 10_000
+
+
+def _leave_alert_event(config: int, events: int, event: str) -> str:
+    return f"""
+if redis.call('EXISTS', KEYS[{config}]) == 1 then
+  redis.call('RPUSH', KEYS[{events}], {event})
+  redis.call('LTRIM', KEYS[{events}], -{ALERT_EVENTS_KEPT}, -1)
+end
+"""
+
+
 # KEYS: task, all tasks, user's tasks, backups, pending backups, backup->task, secret,
 #       running tasks, user's running tasks, metrics, [message queue]
 # ARGV: message ('' for none), quota, task id, start time, backup id, sealed password,
@@ -241,10 +255,7 @@ redis.call('DEL', KEYS[2], KEYS[3], KEYS[10])
 local id = redis.call('HGET', KEYS[1], 'id')
 redis.call('SREM', KEYS[8], id)
 redis.call('SREM', KEYS[9], id)
-if redis.call('EXISTS', KEYS[11]) == 1 then
-  redis.call('RPUSH', KEYS[12], ARGV[1] .. ' ' .. id)
-  redis.call('LTRIM', KEYS[12], -10000, -1)
-end
+""" + _leave_alert_event(11, 12, "ARGV[1] .. ' ' .. id") + """
 if ARGV[8] ~= '' then
   redis.call('SREM', KEYS[4], ARGV[8])
   if #ARGV > 9 then
@@ -334,10 +345,8 @@ render_document(KEYS[1])
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[2])
-if redis.call('EXISTS', KEYS[4]) == 1 then
-  redis.call('RPUSH', KEYS[5], redis.call('HGET', KEYS[1], 'state') .. ' ' .. ARGV[2])
-  redis.call('LTRIM', KEYS[5], -10000, -1)
-end
+""" + _leave_alert_event(4, 5, "redis.call('HGET', KEYS[1], 'state') .. ' ' .. ARGV[2]"
+                         ) + """
 return 1
 """
 

@@ -121,18 +121,13 @@ class TaskRows:
                 pipe.exists(self._lease_key(task_id))
             return sum(pipe.execute()) if ids else 0
 
-    def task_ids_with_messages(self, queues: tuple[str, ...],
-                               held_since: float | None = None) -> set[str]:
+    def task_ids_with_messages(self, queues: tuple[str, ...], held_since: float) -> set[str]:
         """Tasks whose Celery message waits in one of `queues`, or is held, received but not
-        yet acknowledged, by a worker (kombu's Redis transport keeps those in `unacked`,
-        and when each was received, in seconds, in `unacked_index`). With `held_since`, only
-        messages received since then count as held."""
+        yet acknowledged, by a worker since `held_since` (kombu's Redis transport keeps those
+        in `unacked`, and when each was received, in seconds, in `unacked_index`)."""
         waiting = [raw for queue in queues for raw in self.redis.lrange(queue, 0, -1)]
-        if held_since is None:
-            raw_held = self.redis.hvals(UNACKED_KEY)
-        else:
-            tags = self.redis.zrangebyscore(UNACKED_INDEX_KEY, held_since, "+inf")
-            raw_held = [raw for raw in self.redis.hmget(UNACKED_KEY, tags) if raw] if tags else []
+        tags = self.redis.zrangebyscore(UNACKED_INDEX_KEY, held_since, "+inf")
+        raw_held = [raw for raw in self.redis.hmget(UNACKED_KEY, tags) if raw] if tags else []
         held = [_held_envelope(raw) for raw in raw_held]
         return {task_id for raw in (*waiting, *held) if (task_id := _message_task_id(raw))}
 

@@ -13,6 +13,8 @@ from common.store.codec import (
     PREFIX,
     _new_generation,
     _pairs,
+    session_key,
+    user_key,
 )
 from common.tasks import TaskRow
 
@@ -50,9 +52,7 @@ class UsersAndSessions:
     # A user row carries a generation, new at every change to the user; each session keeps
     # the generation it was created under and ends as soon as the two differ.
 
-    @staticmethod
-    def _user_key(name: str) -> str:
-        return f"{PREFIX}user:{name}"
+    _user_key = staticmethod(user_key)
 
     def put_user(self, name: str, password_hash: str, roles: list[str]) -> None:
         """Create or change a user; its sessions end."""
@@ -94,7 +94,7 @@ class UsersAndSessions:
                        seen_generation: str | None = None) -> bool:
         """A session for `user`; with `seen_generation` (the user's when its password was
         checked), none and False if the user changed meanwhile."""
-        keys = [f"{PREFIX}session:{digest}", self._user_key(user)]
+        keys = [session_key(digest), self._user_key(user)]
         check = "0" if seen_generation is None else "1"
         return bool(self._create_session(keys=keys, args=[
             digest, user, json.dumps(roles), now_ms(), idle, check, seen_generation or ""]))
@@ -105,7 +105,7 @@ class UsersAndSessions:
         """The session for a token digest, its idle timer restarted (None when expired or its
         user changed), and with a task id that task, in one round trip; no task without a
         session."""
-        keys = [f"{PREFIX}session:{digest}"]
+        keys = [session_key(digest)]
         if task_id is not None:
             keys.append(self.task_key(task_id))
         session, *rows = self._touch_session(keys=keys, args=[idle, self._user_key("")])
@@ -119,7 +119,7 @@ class UsersAndSessions:
     ) -> tuple[dict[str, Any] | None, TaskDocument | None]:
         """The session as `touch_session_and_get_task` gives it, and the task's ready ApiTask
         document with its owner, in one round trip."""
-        reply = self._task_document(keys=[f"{PREFIX}session:{digest}", self.task_key(task_id)],
+        reply = self._task_document(keys=[session_key(digest), self.task_key(task_id)],
                                     args=[idle, self._user_key("")])
         session, *task = reply
         if not session:
@@ -127,7 +127,7 @@ class UsersAndSessions:
         return _session(session), (TaskDocument.from_reply(task) if task else None)
 
     def delete_session(self, digest: str) -> None:
-        self.redis.delete(f"{PREFIX}session:{digest}")
+        self.redis.delete(session_key(digest))
 
     # --- login throttling ------------------------------------------------------------------
 

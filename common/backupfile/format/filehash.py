@@ -30,6 +30,7 @@ BLAKE3 = "blake3"
 SHA256 = "sha256"
 # What new backups use; SHA256 only reads older ones.
 CURRENT = BLAKE3
+KNOWN = (BLAKE3, SHA256)
 _COMMENT = "h4backup file-hash="
 
 
@@ -59,6 +60,6 @@ def from_global_records(records: Mapping[str, str]) -> str:
     if not comment.startswith(_COMMENT):
         return SHA256
     name = comment.removeprefix(_COMMENT)
-    if name not in (BLAKE3, SHA256):
+    if name not in KNOWN:
         raise BackupCorrupted(f"the archive names an unknown file hash {name[:40]!r}")
     return name

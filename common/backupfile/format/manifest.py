@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from common.backupfile.format.filehash import BLAKE3, CURRENT, SHA256
+from common.backupfile.format.filehash import CURRENT, KNOWN, SHA256
 from common.errors import ArchiveLimitExceeded, BackupCorrupted
 
 MANIFEST_NAME = "h4backup-manifest.jsonl"
@@ -79,7 +79,7 @@ def _header_from(header: dict) -> ManifestHeader:
         raise BackupCorrupted("manifest header is not an h4backup manifest version 1 or 2")
     try:
         file_hash = SHA256 if version == _VERSION_1 else str(header["fileHash"])
-        if file_hash not in (BLAKE3, SHA256):
+        if file_hash not in KNOWN:
             raise ValueError(f"unknown file hash {file_hash[:40]!r}")
         return ManifestHeader(str(header["backupId"]), int(header["createdAt"]),
                               tuple(str(name) for name in header["sources"]), file_hash)

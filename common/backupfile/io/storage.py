@@ -71,6 +71,10 @@ class StoredObject:
     modified_ms: int  # when it was stored, ms since the epoch
     locked_until_ms: int | None = None  # under object lock, it cannot be deleted before then
 
+    def locked_at(self, now_ms: int) -> bool:
+        """Whether the store's object lock still holds it at `now_ms`."""
+        return self.locked_until_ms is not None and self.locked_until_ms > now_ms
+
 
 @dataclass(frozen=True)
 class OpenedFile:
