@@ -182,7 +182,23 @@ class StorageQuotaExceeded(H4Error):
 
 class BackupLocked(H4Error):
     code, status = "BackupLocked", 409
-    template = "Backup {0} is under object lock until {1} and cannot be deleted before then."
+    template = ("Backup {0} is under object lock until {1}: it cannot be deleted or rewritten "
+                "before then.")
+
+
+class BackupBusy(H4Error):
+    code, status = "BackupBusy", 409
+    template = "Backup {0} is being rewritten by task {1}; try again once that task has ended."
+
+
+class BackupNotEncrypted(H4Error):
+    code, status = "BackupNotEncrypted", 409
+    template = "Backup {0} is not encrypted: it has no key to change."
+
+
+class NoReplica(H4Error):
+    code, status = "NoReplica", 409
+    template = "No replica store is configured: set H4_REPLICA to keep a second copy."
 
 
 class PasswordUnavailable(H4Error):

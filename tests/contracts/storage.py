@@ -115,3 +115,57 @@ class StorageContract:
     def test_a_record_that_is_not_json_reads_as_none(self, storage):
         store_bytes(storage, "b-1.backup.json", b"{not json")
         assert storage.read_record("b-1") is None
+
+    # --- replacing a stored file (a rekey, a second copy brought up to date) ------------------
+
+    def test_a_replace_takes_the_place_of_a_stored_file_only_when_whole(self, storage):
+        store_bytes(storage, NAME, b"old bytes")
+        with storage.replace(NAME) as out:
+            out.write(b"new ")
+            assert read_all(storage, NAME) == b"old bytes"
+            out.write(b"bytes, longer")
+        assert read_all(storage, NAME) == b"new bytes, longer"
+        assert [o.name for o in storage.list()] == [NAME]
+        assert storage.remove_orphans(0) == []
+
+    def test_a_replace_of_a_name_not_stored_stores_it(self, storage):
+        with storage.replace(NAME) as out:
+            out.write(b"first")
+        assert read_all(storage, NAME) == b"first"
+
+    def test_a_failed_replace_keeps_the_old_file_and_leaves_nothing(self, storage):
+        store_bytes(storage, NAME, b"old bytes")
+        with pytest.raises(RuntimeError), storage.replace(NAME) as out:
+            out.write(b"half of the new")
+            raise RuntimeError("the rekey failed")
+        assert read_all(storage, NAME) == b"old bytes"
+        assert [o.name for o in storage.list()] == [NAME]
+        assert storage.remove_orphans(0) == []
+
+    def test_a_record_is_replaced_when_asked_and_refused_otherwise(self, storage):
+        storage.write_record("b-1", {"hash": "SHA-512:AB"})
+        with pytest.raises(StorageFailure):
+            storage.write_record("b-1", {"hash": "SHA-512:CD"})
+        storage.write_record("b-1", {"hash": "SHA-512:CD"}, replace=True)
+        assert storage.read_record("b-1") == {"hash": "SHA-512:CD"}
+
+    @pytest.mark.parametrize("new_head", [b"HEAD-NEW\n", b"H\n", b"A MUCH LONGER HEAD\n"])
+    def test_rewriting_a_head_keeps_the_rest_of_the_file(self, storage, new_head):
+        rest = bytes(range(256)) * 4_000
+        store_bytes(storage, NAME, b"head-old\n", rest)
+        storage.rewrite_head(NAME, len(b"head-old\n"), new_head)
+        assert read_all(storage, NAME) == new_head + rest
+        assert storage.stat(NAME).size == len(new_head) + len(rest)
+        assert [o.name for o in storage.list()] == [NAME]
+        assert storage.remove_orphans(0) == []
+
+    def test_rewriting_the_head_twice_gives_the_second(self, storage):
+        store_bytes(storage, NAME, b"head-0\n", b"payload")
+        storage.rewrite_head(NAME, 7, b"head-1\n")
+        storage.rewrite_head(NAME, 7, b"head-2\n")
+        assert read_all(storage, NAME) == b"head-2\npayload"
+
+    def test_rewriting_the_head_of_a_missing_file_is_file_not_found(self, storage):
+        with pytest.raises(FileNotFoundError):
+            storage.rewrite_head(NAME, 4, b"head")
+        assert storage.stat(NAME) is None

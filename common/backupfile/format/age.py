@@ -14,6 +14,8 @@ import io
 import os
 import re
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from cryptography.exceptions import InvalidTag
@@ -162,6 +164,17 @@ def is_identity(text: str) -> bool:
     return _decode_key(text.strip(), "age-secret-key-") is not None
 
 
+def read_identity_file(path: str | os.PathLike[str]) -> str:
+    """The first identity of an age identity file, as age-keygen writes it (comment lines,
+    then `AGE-SECRET-KEY-1...`); ValueError when it holds none."""
+    with open(path, encoding="utf-8") as handle:
+        lines = handle.read(1 << 16).splitlines()
+    for line in lines:
+        if is_identity(line.strip()):
+            return line.strip()
+    raise ValueError(f"{path} holds no age X25519 identity")
+
+
 def generate_x25519_identity() -> tuple[str, str]:
     """A new (AGE-SECRET-KEY-1... identity, age1... recipient) pair."""
     key = X25519PrivateKey.generate()
@@ -205,6 +218,12 @@ def _header_mac(file_key: bytes, header: bytes) -> bytes:
     return hmac.digest(_hkdf(file_key, b"", b"header"), header, "sha256")
 
 
+def _sealed_header(file_key: bytes, stanzas: list[bytes]) -> bytes:
+    """The whole header, its MAC line included: what comes before the payload nonce."""
+    header = AGE_MAGIC + b"".join(stanzas) + b"---"
+    return header + b" " + _b64(_header_mac(file_key, header)) + b"\n"
+
+
 def _encode_stanza(args: list[bytes], body: bytes) -> bytes:
     text = _b64(body)
     # range() reaching len(text) adds the empty final line a 64-column multiple requires.
@@ -212,11 +231,26 @@ def _encode_stanza(args: list[bytes], body: bytes) -> bytes:
     return b"-> " + b" ".join(args) + b"\n" + b"\n".join(lines) + b"\n"
 
 
+@dataclass(frozen=True)
+class _ScryptWrap:
+    """A passphrase's scrypt key with its salt: all of an scrypt stanza but the file key."""
+
+    salt: bytes
+    work_factor: int
+    key: bytes = field(repr=False)
+
+    @classmethod
+    def derive(cls, passphrase: bytes, work_factor: int) -> _ScryptWrap:
+        salt = os.urandom(16)
+        return cls(salt, work_factor, _scrypt_key(passphrase, salt, work_factor))
+
+    def stanza(self, file_key: bytes) -> bytes:
+        body = ChaCha20Poly1305(self.key).encrypt(_ZERO_NONCE, file_key, None)
+        return _encode_stanza([b"scrypt", _b64(self.salt), str(self.work_factor).encode()], body)
+
+
 def _scrypt_stanza(passphrase: bytes, file_key: bytes, work_factor: int) -> bytes:
-    salt = os.urandom(16)
-    key = _scrypt_key(passphrase, salt, work_factor)
-    body = ChaCha20Poly1305(key).encrypt(_ZERO_NONCE, file_key, None)
-    return _encode_stanza([b"scrypt", _b64(salt), str(work_factor).encode()], body)
+    return _ScryptWrap.derive(passphrase, work_factor).stanza(file_key)
 
 
 def _x25519_stanza(recipient: X25519PublicKey, file_key: bytes) -> bytes:
@@ -277,6 +311,15 @@ def _try_stanza(
     return None
 
 
+def _opening_keys(
+    passphrase: str | bytes | None, identities: Sequence[str] | None
+) -> tuple[bytes | None, list[X25519PrivateKey]]:
+    if passphrase is None and not identities:
+        raise ValueError("a passphrase or identities are required")
+    secret = None if passphrase is None else _as_bytes(passphrase)
+    return secret, [_parse_identity(text) for text in identities or ()]
+
+
 class _Source:
     """Exact-size reads and header lines over any object with read(n)."""
 
@@ -284,7 +327,7 @@ class _Source:
         self._raw = raw
         self._buf = b""
         self.lines: list[bytes] = []
-        self._header_size = 0
+        self.header_size = 0
 
     def _more(self, size: int) -> bytes:
         data = self._raw.read(size)
@@ -298,8 +341,8 @@ class _Source:
             self._buf += data
         line, self._buf = self._buf[: end + 1], self._buf[end + 1 :]
         self.lines.append(line)
-        self._header_size += len(line)
-        if self._header_size > _MAX_HEADER:
+        self.header_size += len(line)
+        if self.header_size > _MAX_HEADER:
             raise AgeHeaderError("header too large")
         return line
 
@@ -342,6 +385,23 @@ def _read_header(src: _Source) -> tuple[list[_Stanza], bytes, bytes]:
     return stanzas, b"".join(src.lines[:-1]) + b"---", _unb64(footer.group(1))
 
 
+def _unwrap_file_key(
+    parsed: tuple[list[_Stanza], bytes, bytes], secret: bytes | None,
+    keys: list[X25519PrivateKey], cap: int,
+) -> bytes:
+    """The file key a parsed header wraps for secret or keys, once its MAC is proved."""
+    stanzas, header, mac = parsed
+    if len(stanzas) > 1 and any(args[0] == b"scrypt" for args, _ in stanzas):
+        raise AgeHeaderError("an scrypt stanza must be the only one")
+    keys_found = (_try_stanza(stanza, secret, keys, cap) for stanza in stanzas)
+    file_key = next((key for key in keys_found if key is not None), None)
+    if file_key is None:
+        raise AgeNoMatch("no stanza matched the passphrase or identities")
+    if not hmac.compare_digest(_header_mac(file_key, header), mac):
+        raise AgeHMACError("header MAC mismatch")
+    return file_key
+
+
 class AgeWriter:
     """Write-only file object encrypting to an age v1 stream on sink.
 
@@ -349,14 +409,13 @@ class AgeWriter:
     """
 
     def __init__(self, sink: _Sink, file_key: bytes, stanzas: list[bytes]) -> None:
-        header = AGE_MAGIC + b"".join(stanzas) + b"---"
         nonce = os.urandom(16)
         self._aead = ChaCha20Poly1305(_hkdf(file_key, nonce, b"payload"))
         self._sink, self._buf = sink, bytearray()
         self._out: list[bytearray] = []
         self._out_size = self._counter = 0
         self.closed = False
-        sink.write(header + b" " + _b64(_header_mac(file_key, header)) + b"\n" + nonce)
+        sink.write(_sealed_header(file_key, stanzas) + nonce)
 
     @classmethod
     def for_passphrase(
@@ -458,10 +517,7 @@ class AgeReader(io.RawIOBase):
         max_work_factor: int = MAX_WORK_FACTOR,
     ) -> None:
         super().__init__()
-        if passphrase is None and not identities:
-            raise ValueError("a passphrase or identities are required")
-        keys = [_parse_identity(text) for text in identities or ()]
-        secret = None if passphrase is None else _as_bytes(passphrase)
+        secret, keys = _opening_keys(passphrase, identities)
         self._src = _Source(source)
         file_key = self._open_header(secret, keys, max_work_factor)
         nonce = self._src.read_exact(16)
@@ -472,16 +528,7 @@ class AgeReader(io.RawIOBase):
         self._pending, self._error = memoryview(b""), None
 
     def _open_header(self, secret: bytes | None, keys: list[X25519PrivateKey], cap: int) -> bytes:
-        stanzas, header, mac = _read_header(self._src)
-        if len(stanzas) > 1 and any(args[0] == b"scrypt" for args, _ in stanzas):
-            raise AgeHeaderError("an scrypt stanza must be the only one")
-        keys_found = (_try_stanza(stanza, secret, keys, cap) for stanza in stanzas)
-        file_key = next((key for key in keys_found if key is not None), None)
-        if file_key is None:
-            raise AgeNoMatch("no stanza matched the passphrase or identities")
-        if not hmac.compare_digest(_header_mac(file_key, header), mac):
-            raise AgeHMACError("header MAC mismatch")
-        return file_key
+        return _unwrap_file_key(_read_header(self._src), secret, keys, cap)
 
     def readable(self) -> bool:
         return True
@@ -593,3 +640,89 @@ def decrypt_bytes(
     data: bytes, passphrase: str | bytes | None = None, identities: Sequence[str] | None = None
 ) -> bytes:
     return AgeReader(io.BytesIO(data), passphrase, identities).readall()
+
+
+# --- re-keying: the same file key, wrapped for another passphrase or other recipients --------
+# Only the header changes: the payload (its nonce and every chunk) stays byte for byte, so a
+# re-keyed file is the old payload behind a new header, and no chunk is decrypted.
+
+
+@dataclass(frozen=True)
+class RekeyedHeader:
+    old_length: int  # bytes of the header read, its MAC line included
+    header: bytes  # the header that replaces them, wrapping the same file key
+
+
+@dataclass(frozen=True)
+class NewKey:
+    """What a re-keyed header is wrapped for: a passphrase or recipients, never both."""
+
+    passphrase: str | bytes | None = field(default=None, repr=False)
+    recipients: tuple[str, ...] = ()
+    work_factor: int = DEFAULT_WORK_FACTOR  # for a passphrase
+
+    def __post_init__(self) -> None:
+        if (self.passphrase is None) == (not self.recipients):
+            raise ValueError("a new key is a passphrase or recipients, exactly one of them")
+        if self.passphrase is not None and not self.passphrase:
+            raise ValueError("an empty passphrase would protect nothing")
+        if not 1 <= self.work_factor <= MAX_WORK_FACTOR:
+            raise ValueError(f"work factor must be 1..{MAX_WORK_FACTOR}")
+        for text in self.recipients:
+            _parse_recipient(text)
+
+
+def rekey_header(
+    head: bytes,
+    new_key: NewKey,
+    passphrase: str | bytes | None = None,
+    identities: Sequence[str] | None = None,
+    max_work_factor: int = MAX_WORK_FACTOR,
+) -> RekeyedHeader:
+    """The header of head (a file's first bytes, its whole header at least) wrapped anew.
+
+    The file key is opened with passphrase or identities, as AgeReader does, and the same
+    errors come out: AgeHeaderError, AgeNoMatch, AgeHMACError. A new passphrase's scrypt needs
+    no file key, so it runs on a second thread while this one opens the old header: the wall
+    time of two scrypts is about that of one (both release the GIL).
+    """
+    secret, keys = _opening_keys(passphrase, identities)
+    source = _Source(io.BytesIO(head))
+    parsed = _read_header(source)
+    with ThreadPoolExecutor(1, thread_name_prefix="age-new-scrypt") as pool:
+        wrap = (pool.submit(_ScryptWrap.derive, _as_bytes(new_key.passphrase),
+                            new_key.work_factor)
+                if new_key.passphrase is not None else None)
+        file_key = _unwrap_file_key(parsed, secret, keys, max_work_factor)
+        if wrap is not None:
+            stanzas = [wrap.result().stanza(file_key)]
+        else:
+            stanzas = [_x25519_stanza(_parse_recipient(text), file_key)
+                       for text in new_key.recipients]
+    return RekeyedHeader(source.header_size, _sealed_header(file_key, stanzas))
+
+
+def header_opens(
+    head: bytes,
+    passphrase: str | bytes | None = None,
+    identities: Sequence[str] | None = None,
+    max_work_factor: int = MAX_WORK_FACTOR,
+) -> bool:
+    """Whether the header in head opens with passphrase or identities; a damaged header
+    raises as AgeReader would (AgeHeaderError, AgeHMACError)."""
+    secret, keys = _opening_keys(passphrase, identities)
+    try:
+        _unwrap_file_key(_read_header(_Source(io.BytesIO(head))), secret, keys,
+                         max_work_factor)
+    except AgeNoMatch:
+        return False
+    return True
+
+
+def header_stanza_types(head: bytes) -> list[str]:
+    """The type of each stanza in the header in head (`scrypt`, `X25519`, ...), in order.
+
+    Recipients cannot be told from an X25519 stanza without their identity, so this is all
+    that can be known of whom a header is for without a key."""
+    stanzas, _, _ = _read_header(_Source(io.BytesIO(head)))
+    return [args[0].decode("ascii") for args, _ in stanzas]

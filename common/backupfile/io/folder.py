@@ -7,12 +7,23 @@ survives a crash. The bytes bypass the page cache where the filesystem allows it
 so that the fsync at the end waits for the last few MiB rather than for the whole backup. Any
 failure, a cancel or an interrupt removes the temporary file. A crash that gives no chance to
 clean up leaves a temporary name that `remove_orphan_temporaries` reaps.
+
+A rekey changes only a file's head, often to one of the same length: that is rewritten in
+place, behind a journal. The new head is first stored whole beside the file
+(`.<name>.head-journal`, written like any file here), then written over the old one and
+synced, and only then is the journal removed. Whatever reaches that file or its folder next
+(open, stat, list, prepare, create, replace, rewrite_head) finishes a rewrite that a crash
+interrupted, so a torn head is never read; a journal that no longer fits its file (another
+size, other bytes after the head) is dropped unused.
 """
 
 from __future__ import annotations
 
+import base64
 import errno
+import hashlib
 import io
+import json
 import os
 import re
 import secrets
@@ -35,6 +46,13 @@ from common.backupfile.io.storage import (
 from common.errors import H4Error, InsufficientStorage, StorageFailure
 
 _TEMPORARY_NAME = re.compile(r"\..+\.[0-9a-f]{16}\.part")
+_JOURNAL = re.compile(r"\.(.+)\.head-journal")
+_JOURNAL_FORMAT = "h4backup head rewrite 1"
+# A head is at most 1 MiB (format/age.py); its journal, base64 and all, stays under this.
+_MAX_JOURNAL = 2 << 20
+# Bytes after the head whose hash ties a journal to its file: the payload's random nonce is
+# among them, so no other file matches.
+_TAIL_PROBE = 4096
 # The errors that mean the filesystem is full, for the bytes or for the user's quota.
 NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
 # Backups hold secrets: only the service's own user may read them.
@@ -58,6 +76,17 @@ def is_temporary_name(name: str) -> bool:
 
 def temporary_name(final_name: str) -> str:
     return f".{final_name}.{secrets.token_hex(8)}.part"
+
+
+def journal_name(final_name: str) -> str:
+    """Where a rewrite of final_name's head keeps the new head until it is on disk."""
+    return f".{final_name}.head-journal"
+
+
+def journaled_name(name: str) -> str | None:
+    """The file a head journal belongs to; None for any other name."""
+    found = _JOURNAL.fullmatch(name)
+    return found.group(1) if found else None
 
 
 def storage_error(error: OSError, folder: Path) -> H4Error:
@@ -107,15 +136,16 @@ class _TemporaryWriter:
 class AtomicFile:
     """Context manager giving a writer whose bytes appear at final_path only on success."""
 
-    def __init__(self, final_path: str | os.PathLike[str]) -> None:
+    def __init__(self, final_path: str | os.PathLike[str], replace: bool = False) -> None:
         self.final_path = Path(final_path)
         self.folder = self.final_path.parent
         self.temporary_path = self.folder / temporary_name(self.final_path.name)
+        self.replace = replace  # take the place of a file there, rather than refuse
         self._fd = -1
         self._writer: _TemporaryWriter | None = None
 
     def __enter__(self) -> _TemporaryWriter:
-        if self.final_path.exists():
+        if not self.replace and self.final_path.exists():
             raise StorageFailure(f"{self.final_path.name} already exists")
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
         try:
@@ -149,7 +179,10 @@ class AtomicFile:
             os.fsync(self._fd)
             os.close(self._fd)
             self._fd = -1
-            _move_without_overwrite(self.temporary_path, self.final_path)
+            if self.replace:
+                os.replace(self.temporary_path, self.final_path)
+            else:
+                _move_without_overwrite(self.temporary_path, self.final_path)
             fsync_folder(self.folder)
         except OSError as error:
             raise storage_error(error, self.folder) from error
@@ -220,6 +253,87 @@ def _remove_if_older(path: Path, deadline: float) -> bool:
     return True
 
 
+def roll_forward_head(path: Path) -> bool:
+    """Finishes the head rewrite of the file at path that a crash interrupted, if its journal
+    is there; whether there was one. Doing it twice does no harm."""
+    journal = path.with_name(journal_name(path.name))
+    try:
+        with open(journal, "rb") as stream:
+            data = stream.read(_MAX_JOURNAL + 1)
+    except FileNotFoundError:
+        return False
+    size, tail, head = _parse_journal(data, journal.name)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        fd = -1  # the file went since: nothing to finish, and the journal must not outlive it
+    if fd >= 0:
+        try:
+            if _fits(fd, size, tail, len(head)):
+                _write_head(fd, head)
+        finally:
+            os.close(fd)
+    _drop_journal(journal)
+    return True
+
+
+def _parse_journal(data: bytes, name: str) -> tuple[int, str, bytes]:
+    """(file size, tail hash, new head) of a journal; StorageFailure when it is none."""
+    try:
+        entry = json.loads(data) if len(data) <= _MAX_JOURNAL else None
+        if not isinstance(entry, dict) or entry.get("format") != _JOURNAL_FORMAT:
+            raise ValueError("not a head journal")
+        return int(entry["size"]), str(entry["tail_sha256"]), base64.b64decode(entry["head"])
+    except (ValueError, KeyError, TypeError) as error:
+        # Written whole or not at all, so this is damage, not a crash: the head it would
+        # have finished cannot be known, and a reader must not be given a torn one.
+        raise StorageFailure(f"{name} cannot be read ({error}); the head rewrite it "
+                             "records cannot be finished") from None
+
+
+def _journal_entry(fd: int, head: bytes) -> bytes:
+    size = os.fstat(fd).st_size
+    if len(head) >= size:
+        raise ValueError("a head rewrite keeps at least one byte of the file after it")
+    entry = {"format": _JOURNAL_FORMAT, "size": size, "tail_sha256": _tail_hash(fd, len(head)),
+             "head": base64.b64encode(head).decode("ascii")}
+    return json.dumps(entry).encode() + b"\n"
+
+
+def _tail_hash(fd: int, head_length: int) -> str:
+    return hashlib.sha256(os.pread(fd, _TAIL_PROBE, head_length)).hexdigest()
+
+
+def _fits(fd: int, size: int, tail: str, head_length: int) -> bool:
+    """Whether the journal was written for this file: same size, same bytes after the head."""
+    return os.fstat(fd).st_size == size and _tail_hash(fd, head_length) == tail
+
+
+def _write_head(fd: int, head: bytes) -> None:
+    written = 0
+    while written < len(head):
+        written += os.pwrite(fd, head[written:], written)
+    os.fdatasync(fd)
+
+
+def _drop_journal(journal: Path) -> None:
+    journal.unlink(missing_ok=True)
+    fsync_folder(journal.parent)
+
+
+def rewrite_head_in_place(path: Path, head: bytes) -> None:
+    """The first len(head) bytes of the file at path replaced by head, behind a journal."""
+    journal = path.with_name(journal_name(path.name))
+    fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        with AtomicFile(journal) as out:
+            out.write(_journal_entry(fd, head))
+        _write_head(fd, head)
+    finally:
+        os.close(fd)
+    _drop_journal(journal)
+
+
 class FolderStorage(BackupStorage):
     """Backup files in one folder of this host, readable by the service's user only."""
 
@@ -229,18 +343,39 @@ class FolderStorage(BackupStorage):
 
     def prepare(self) -> None:
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for name in self._journaled_names():
+            roll_forward_head(self.folder / name)
 
     def create(self, name: str) -> AtomicFile:
-        return AtomicFile(self._path(name))
+        # A journal whose file is gone must not be applied to a new file of that name.
+        return AtomicFile(self._current_path(name))
+
+    def replace(self, name: str) -> AtomicFile:
+        return AtomicFile(self._current_path(name), replace=True)
+
+    def rewrites_head_in_place(self, old_head_length: int, new_head_length: int) -> bool:
+        return old_head_length == new_head_length
+
+    def rewrite_head(self, name: str, old_head_length: int, new_head: bytes) -> None:
+        path = self._current_path(name)
+        if not self.rewrites_head_in_place(old_head_length, len(new_head)):
+            super().rewrite_head(name, old_head_length, new_head)
+            return
+        try:
+            rewrite_head_in_place(path, new_head)
+        except FileNotFoundError:
+            raise
+        except OSError as error:
+            raise storage_error(error, self.folder) from error
 
     @contextmanager
     def open(self, name: str) -> Iterator[OpenedFile]:
-        with open(self._path(name), "rb") as stream:
+        with open(self._current_path(name), "rb") as stream:
             yield OpenedFile(stream, os.fstat(stream.fileno()).st_size)
 
     @contextmanager
     def open_range(self, name: str, first: int, last: int | None) -> Iterator[OpenedFile]:
-        with open(self._path(name), "rb") as whole:
+        with open(self._current_path(name), "rb") as whole:
             size = os.fstat(whole.fileno()).st_size
             end = size if last is None else min(size, last + 1)
             whole.seek(first)
@@ -249,25 +384,26 @@ class FolderStorage(BackupStorage):
 
     def stat(self, name: str) -> StoredObject | None:
         try:
-            st = self._path(name).stat()
+            return self._stat(self._current_path(name))
         except FileNotFoundError:
             return None
-        if not stat.S_ISREG(st.st_mode):
-            return None
-        return StoredObject(name, st.st_size, st.st_mtime_ns // 1_000_000)
 
     def delete(self, name: str) -> None:
-        self._path(name).unlink(missing_ok=True)
+        path = self._path(name)
+        path.unlink(missing_ok=True)
+        path.with_name(journal_name(name)).unlink(missing_ok=True)
 
     def list(self) -> Iterator[StoredObject]:
         if not self.folder.is_dir():
             return
         with os.scandir(self.folder) as listing:
-            names = [entry.name for entry in listing if is_backup_file_name(entry.name)]
-        for name in sorted(names):
-            found = self.stat(name)
-            if found is not None:
-                yield found
+            found = [entry.name for entry in listing]
+        for name in {journaled_name(name) for name in found} - {None}:
+            roll_forward_head(self.folder / name)
+        for name in sorted(filter(is_backup_file_name, found)):
+            stored = self._stat(self.folder / name)
+            if stored is not None:
+                yield stored
 
     def remove_leftovers(self, backup_id: str) -> int:
         removed = 0
@@ -275,6 +411,8 @@ class FolderStorage(BackupStorage):
             if path.exists():
                 path.unlink(missing_ok=True)
                 removed += 1
+            # A file that goes takes its journal: it must not reach a later file of the name.
+            path.with_name(journal_name(path.name)).unlink(missing_ok=True)
         return removed
 
     def remove_orphans(self, older_than_seconds: float) -> list[str]:
@@ -291,6 +429,26 @@ class FolderStorage(BackupStorage):
         if not name or Path(name).name != name or name.startswith("."):
             raise FileNotFoundError(name)
         return self.folder / name
+
+    def _current_path(self, name: str) -> Path:
+        """The path of name, once a head rewrite that a crash interrupted there is finished."""
+        path = self._path(name)
+        roll_forward_head(path)
+        return path
+
+    def _journaled_names(self) -> list[str]:
+        with os.scandir(self.folder) as listing:
+            return [name for entry in listing if (name := journaled_name(entry.name))]
+
+    @staticmethod
+    def _stat(path: Path) -> StoredObject | None:
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return None
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        return StoredObject(path.name, st.st_size, st.st_mtime_ns // 1_000_000)
 
 
 def stored_at(path: str | os.PathLike[str]) -> tuple[FolderStorage, str]:

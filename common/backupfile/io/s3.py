@@ -7,6 +7,10 @@ a stored backup. A failed or interrupted write aborts its upload; the reaper abo
 that dead attempts left (`remove_orphans`). With object lock configured, each new object is
 given a retention period, and the store itself refuses to delete it before then.
 
+`replace` is the one unconditional write: a rekey's new file, or a second copy brought up to
+date. It is refused while the object is under lock, and in a versioned bucket the versions it
+supersedes are removed once it is complete, so that the old bytes (an old key's header) go.
+
 Every call has a connect and a read timeout and a bounded number of retries; the store's
 answers become the service's errors here, so callers see StorageUnavailable, not botocore.
 """
@@ -120,6 +124,14 @@ class S3Storage(BackupStorage):
 
     def create(self, name: str) -> MultipartWrite:
         return MultipartWrite(self, self._key(name))
+
+    def replace(self, name: str) -> MultipartWrite:
+        found = self.stat(name)
+        if found is not None and found.locked_at(_ms(datetime.now(UTC))):
+            assert found.locked_until_ms is not None
+            until = datetime.fromtimestamp(found.locked_until_ms / 1000, UTC)
+            raise BackupLocked(name.split(".", 1)[0], until.isoformat())
+        return MultipartWrite(self, self._key(name), replace=True)
 
     @contextmanager
     def open(self, name: str) -> Iterator[OpenedFile]:
@@ -259,6 +271,37 @@ class S3Storage(BackupStorage):
                     self._client.delete_object(Bucket=self.options.bucket, Key=key)
                 return
 
+    def remove_older_versions(self, key: str, current: str | None) -> None:
+        """Remove every version of key but the current one, once a replace is complete; a
+        version that the store keeps under lock stays, with a warning."""
+        for version in self._superseded(key, current):
+            try:
+                with self.calling(missing_is_absent=True):
+                    self._client.delete_object(Bucket=self.options.bucket, Key=key,
+                                               VersionId=version)
+            except FileNotFoundError:
+                continue
+            except StorageAccessDenied:
+                if self._retained_until(key, version) is None:
+                    raise
+                log.warning("an older version of %s stays in the store (object lock)", key)
+
+    def _superseded(self, key: str, current: str | None) -> list[str]:
+        """The versions of key other than current; other than the latest when the store did
+        not name the version it stored (it does not in an unversioned bucket, which keeps
+        only the latest anyway)."""
+        found = []
+        pages = self._client.get_paginator("list_object_versions").paginate(
+            Bucket=self.options.bucket, Prefix=key)
+        with self.calling():
+            for page in pages:
+                for item in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]:
+                    newest = (item["VersionId"] == current if current is not None
+                              else item.get("IsLatest", False))
+                    if item["Key"] == key and not newest:
+                        found.append(item["VersionId"])
+        return found
+
     def _retained_until(self, key: str, version: str) -> datetime | None:
         try:
             with self.calling(missing_is_absent=True):
@@ -293,9 +336,12 @@ class S3Storage(BackupStorage):
 class MultipartWrite:
     """Context manager giving a writer whose bytes become the object only on success."""
 
-    def __init__(self, storage: S3Storage, key: str) -> None:
+    def __init__(self, storage: S3Storage, key: str, replace: bool = False) -> None:
         self._storage, self._key = storage, key
         self._options = storage.options
+        # Replacing: no condition on the completion, and the superseded versions go after it.
+        self._replace = replace
+        self._condition = {} if replace else {"IfNoneMatch": "*"}
         self._buffer = bytearray()
         self._upload_id: str | None = None
         self._parts: list[dict[str, Any]] = []
@@ -303,7 +349,8 @@ class MultipartWrite:
         self._pool: ThreadPoolExecutor | None = None
 
     def __enter__(self) -> MultipartWrite:
-        if self._storage.stat(self._key[len(self._options.prefix):]) is not None:
+        if not self._replace and self._storage.stat(
+                self._key[len(self._options.prefix):]) is not None:
             raise StorageFailure(f"{self._key} already exists")
         return self
 
@@ -379,22 +426,28 @@ class MultipartWrite:
             self._parts.append(self._wait(self._pending.popleft()))
         try:
             with self._storage.calling():
-                self._storage.client.complete_multipart_upload(
+                answer = self._storage.client.complete_multipart_upload(
                     Bucket=self._options.bucket, Key=self._key, UploadId=self._upload_id,
-                    MultipartUpload={"Parts": self._parts}, IfNoneMatch="*")
+                    MultipartUpload={"Parts": self._parts}, **self._condition)
         except StorageFailure as error:
             raise self._exists_or(error) from None
         self._upload_id = None
+        self._stored(answer)
 
     def _put_whole(self) -> None:
         """A backup smaller than one part goes in one request, conditional as well."""
         try:
             with self._storage.calling():
-                self._storage.client.put_object(
+                answer = self._storage.client.put_object(
                     Bucket=self._options.bucket, Key=self._key, Body=bytes(self._buffer),
-                    IfNoneMatch="*", **self._storage.lock_arguments())
+                    **self._condition, **self._storage.lock_arguments())
         except StorageFailure as error:
             raise self._exists_or(error) from None
+        self._stored(answer)
+
+    def _stored(self, answer: dict[str, Any]) -> None:
+        if self._replace:
+            self._storage.remove_older_versions(self._key, answer.get("VersionId"))
 
     def _exists_or(self, error: StorageFailure) -> StorageFailure:
         if "PreconditionFailed" in error.msg:

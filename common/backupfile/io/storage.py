@@ -4,7 +4,9 @@ The callers (the backup pipeline, restore, verify, import, downloads, the reaper
 name a backup file and never a place: a folder on this host (io/folder.py) or an object store
 implement the same few operations. Every backend keeps the promise the catalogue relies on:
 a file is visible under its final name only once it is whole, and a second write of the same
-name fails instead of replacing a stored backup.
+name fails instead of replacing a stored backup. Only `replace` and `rewrite_head` change a
+stored file, for a rekey and a second copy, and they too show the old file or the new one,
+whole, whatever moment a crash comes.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
+
+from common.backupfile.io.blocks import COPY_SIZE
 
 # Backup ids name files: nothing that could climb out of the backup folder or hide there.
 SAFE_BACKUP_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
@@ -99,6 +103,30 @@ class BackupStorage(ABC):
         StorageFailure if `name` exists already."""
 
     @abstractmethod
+    def replace(self, name: str) -> AbstractContextManager[BackupWriter]:
+        """A writer whose bytes take the place of the file `name` (or become it, when there is
+        none) only when the block ends without error; until then readers see the old file,
+        and nothing of it stays behind afterwards. BackupLocked when the store keeps the old
+        file under object lock."""
+
+    def rewrites_head_in_place(self, old_head_length: int, new_head_length: int) -> bool:
+        """Whether rewrite_head costs this store the head only, rather than a copy of the
+        whole file; where it does not, a caller that reads the file anyway may as well write
+        the copy itself through replace()."""
+        return False
+
+    def rewrite_head(self, name: str, old_head_length: int, new_head: bytes) -> None:
+        """The stored file with its first old_head_length bytes (fewer than its size) replaced
+        by new_head: afterwards, and after a crash at any moment, it reads as the old file or
+        the new one, whole. FileNotFoundError when there is none.
+
+        Here a copy through replace(): the new head, then the rest of the file."""
+        with self.open_range(name, old_head_length, None) as rest, self.replace(name) as out:
+            out.write(new_head)
+            while block := rest.stream.read(COPY_SIZE):
+                out.write(block)
+
+    @abstractmethod
     def open(self, name: str) -> AbstractContextManager[OpenedFile]:
         """The stored file for reading; FileNotFoundError when there is none."""
 
@@ -131,10 +159,13 @@ class BackupStorage(ABC):
 
     # --- the catalogue record, the same on every backend -------------------------------------
 
-    def write_record(self, backup_id: str, record: dict[str, object]) -> None:
-        """Store the backup's record; like a backup file, whole or not at all, and once."""
+    def write_record(self, backup_id: str, record: dict[str, object],
+                     replace: bool = False) -> None:
+        """Store the backup's record; like a backup file, whole or not at all, and once,
+        unless replace says that it takes the place of the record there is (after a rekey)."""
         data = json.dumps(record, sort_keys=True, separators=(",", ":")).encode() + b"\n"
-        with self.create(record_name(backup_id)) as out:
+        name = record_name(backup_id)
+        with self.replace(name) if replace else self.create(name) as out:
             out.write(data)
 
     def read_record(self, backup_id: str) -> dict[str, object] | None:

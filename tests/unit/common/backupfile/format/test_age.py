@@ -7,6 +7,7 @@ import io
 import os
 import random
 import subprocess
+import threading
 import time
 import tracemalloc
 import zlib
@@ -15,6 +16,7 @@ from pathlib import Path
 import pyrage
 import pytest
 
+from common.backupfile.format import age as age_module
 from common.backupfile.format.age import (
     CHUNK_SIZE,
     MAX_WORK_FACTOR,
@@ -25,9 +27,13 @@ from common.backupfile.format.age import (
     AgePayloadError,
     AgeReader,
     AgeWriter,
+    NewKey,
     decrypt_bytes,
     encrypt_bytes,
     generate_x25519_identity,
+    header_opens,
+    header_stanza_types,
+    rekey_header,
 )
 from tests.tools import require_tool
 
@@ -503,3 +509,85 @@ def test_block_writes_reach_the_sink_as_one_sealed_block_each() -> None:
     header = writes.pop(0)
     assert writes == [15 * SEALED, 16 * SEALED, 16 * SEALED, SEALED]
     assert decrypt_bytes(sink.getvalue(), PASSPHRASE) == data and header < 300
+
+
+# --- re-keying a header ----------------------------------------------------------------------
+
+def _rekeyed(ciphertext: bytes, new_key: NewKey, **old) -> bytes:
+    rekeyed = rekey_header(ciphertext[:4096], new_key, **old)
+    return rekeyed.header + ciphertext[rekeyed.old_length:]
+
+
+def test_a_rekeyed_header_opens_the_same_payload_with_the_new_passphrase_only() -> None:
+    data = _payload(3 * CHUNK_SIZE + 5)
+    ciphertext = _encrypt(data)
+    new = _rekeyed(ciphertext, NewKey("new words", work_factor=LOW_WORK_FACTOR),
+                   passphrase=PASSPHRASE)
+    assert new[-len(data):] == ciphertext[-len(data):]
+    assert len(new) == len(ciphertext)
+    assert pyrage.passphrase.decrypt(new, "new words") == data
+    assert decrypt_bytes(new, "new words") == data
+    with pytest.raises(AgeNoMatch):
+        decrypt_bytes(new, PASSPHRASE)
+
+
+def test_a_rekeyed_header_for_recipients_opens_with_each_identity() -> None:
+    data = _payload(70_000)
+    ciphertext = _encrypt(data)
+    keys = [generate_x25519_identity() for _ in range(2)]
+    new = _rekeyed(ciphertext, NewKey(recipients=tuple(r for _, r in keys)),
+                   passphrase=PASSPHRASE)
+    for identity, _ in keys:
+        assert decrypt_bytes(new, identities=[identity]) == data
+        assert header_opens(new[:4096], identities=[identity])
+    assert header_stanza_types(new[:4096]) == ["X25519", "X25519"]
+    assert not header_opens(new[:4096], PASSPHRASE)
+
+
+def test_rekeying_from_an_identity() -> None:
+    identity, recipient = generate_x25519_identity()
+    sink = io.BytesIO()
+    with AgeWriter.for_recipients(sink, [recipient]) as writer:
+        writer.write(b"payload")
+    new = _rekeyed(sink.getvalue(), NewKey("new words", work_factor=LOW_WORK_FACTOR),
+                   identities=[identity])
+    assert decrypt_bytes(new, "new words") == b"payload"
+    assert header_stanza_types(new) == ["scrypt"]
+
+
+def test_rekeying_fails_as_reading_does() -> None:
+    ciphertext = _encrypt(b"x", work_factor=12)
+    new_key = NewKey("new words", work_factor=LOW_WORK_FACTOR)
+    with pytest.raises(AgeNoMatch):
+        rekey_header(ciphertext, new_key, passphrase="wrong")
+    with pytest.raises(AgeHeaderError):
+        rekey_header(ciphertext, new_key, passphrase=PASSPHRASE, max_work_factor=11)
+    with pytest.raises(AgeHeaderError):
+        rekey_header(b"not age\n" + ciphertext, new_key, passphrase=PASSPHRASE)
+    damaged = bytearray(ciphertext)
+    damaged[ciphertext.index(b"\n--- ") + 6] ^= 0x01
+    with pytest.raises((AgeHMACError, AgeHeaderError)):
+        rekey_header(bytes(damaged), new_key, passphrase=PASSPHRASE)
+
+
+def test_the_new_passphrase_scrypt_runs_beside_the_old_one(monkeypatch) -> None:
+    ciphertext = _encrypt(b"x")
+    threads = []
+    real = age_module._scrypt_key
+
+    def recording(passphrase, salt, work_factor):
+        threads.append(threading.current_thread().name)
+        return real(passphrase, salt, work_factor)
+
+    monkeypatch.setattr(age_module, "_scrypt_key", recording)
+    rekey_header(ciphertext, NewKey("new words", work_factor=LOW_WORK_FACTOR),
+                 passphrase=PASSPHRASE)
+    assert len(threads) == 2 and len(set(threads)) == 2
+
+
+@pytest.mark.parametrize("fields", [{}, {"passphrase": "a", "recipients": ("x",)},
+                                    {"passphrase": ""}, {"passphrase": "a", "work_factor": 0},
+                                    {"recipients": ("age1nope",)}])
+def test_a_new_key_is_one_valid_passphrase_or_valid_recipients(fields) -> None:
+    with pytest.raises(ValueError):
+        NewKey(**fields)

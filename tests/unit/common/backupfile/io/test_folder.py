@@ -143,3 +143,154 @@ class TestFolderStorage(StorageContract):
         (storage.folder / ".b-1.tar.zst.age.0011223344556677.part").write_bytes(b"half")
         assert storage.remove_leftovers("b-1") == 1
         assert os.listdir(storage.folder) == []
+
+
+# --- a head rewritten in place, behind a journal -------------------------------------------
+
+HEAD_OLD, HEAD_NEW = b"head-old\n", b"HEAD-NEW\n"
+PAYLOAD = os.urandom(100_000)
+
+
+@pytest.fixture
+def storage(tmp_path) -> FolderStorage:
+    storage = FolderStorage(tmp_path / "backups")
+    storage.prepare()
+    with storage.create("b-1.tar.zst.age") as out:
+        out.write(HEAD_OLD + PAYLOAD)
+    return storage
+
+
+def crash_in_pwrite(monkeypatch, written: bytes = b"") -> None:
+    """The process dies while the new head is written: part of it, or nothing, reached the
+    file, and the journal is left behind."""
+    real_pwrite = os.pwrite
+
+    def torn(fd, data, offset):
+        real_pwrite(fd, written, offset)
+        raise OSError(errno.EIO, "killed")
+
+    monkeypatch.setattr(folder.os, "pwrite", torn)
+
+
+def read_range(storage: FolderStorage, name: str) -> bytes:
+    with storage.open_range(name, 0, 3) as opened:
+        return opened.stream.read()
+
+
+def journal_of(storage: FolderStorage) -> Path:
+    return storage.folder / folder.journal_name("b-1.tar.zst.age")
+
+
+def test_a_head_of_the_same_length_is_written_in_place(storage):
+    inode = (storage.folder / "b-1.tar.zst.age").stat().st_ino
+    storage.rewrite_head("b-1.tar.zst.age", len(HEAD_OLD), HEAD_NEW)
+    path = storage.folder / "b-1.tar.zst.age"
+    assert path.read_bytes() == HEAD_NEW + PAYLOAD
+    assert path.stat().st_ino == inode
+    assert os.listdir(storage.folder) == ["b-1.tar.zst.age"]
+
+
+def test_a_head_of_another_length_is_a_copy_under_the_same_name(storage):
+    storage.rewrite_head("b-1.tar.zst.age", len(HEAD_OLD), b"longer head\n")
+    assert (storage.folder / "b-1.tar.zst.age").read_bytes() == b"longer head\n" + PAYLOAD
+    assert os.listdir(storage.folder) == ["b-1.tar.zst.age"]
+
+
+@pytest.mark.parametrize("written", [b"", b"HEAD"])
+def test_a_crash_after_the_journal_is_rolled_forward_by_the_next_open(
+        storage, monkeypatch, written):
+    crash_in_pwrite(monkeypatch, written)
+    with pytest.raises(StorageFailure):
+        storage.rewrite_head("b-1.tar.zst.age", len(HEAD_OLD), HEAD_NEW)
+    monkeypatch.undo()
+    assert journal_of(storage).exists()
+    with storage.open("b-1.tar.zst.age") as opened:
+        assert opened.stream.read() == HEAD_NEW + PAYLOAD
+    assert os.listdir(storage.folder) == ["b-1.tar.zst.age"]
+
+
+@pytest.mark.parametrize("reach", ["stat", "list", "prepare", "open_range", "rewrite_head"])
+def test_every_way_to_the_file_finishes_an_interrupted_rewrite_first(storage, monkeypatch,
+                                                                     reach):
+    crash_in_pwrite(monkeypatch, b"HE")
+    with pytest.raises(StorageFailure):
+        storage.rewrite_head("b-1.tar.zst.age", len(HEAD_OLD), HEAD_NEW)
+    monkeypatch.undo()
+    actions = {
+        "stat": lambda: storage.stat("b-1.tar.zst.age"),
+        "list": lambda: list(storage.list()),
+        "prepare": storage.prepare,
+        "open_range": lambda: read_range(storage, "b-1.tar.zst.age"),
+        # The same head again: what a retried rekey does.
+        "rewrite_head": lambda: storage.rewrite_head("b-1.tar.zst.age", 9, HEAD_NEW),
+    }
+    actions[reach]()
+    assert (storage.folder / "b-1.tar.zst.age").read_bytes() == HEAD_NEW + PAYLOAD
+    assert not journal_of(storage).exists()
+
+
+def test_a_journal_is_never_listed_nor_reaped_as_an_orphan(storage, monkeypatch):
+    crash_in_pwrite(monkeypatch)
+    with pytest.raises(StorageFailure):
+        storage.rewrite_head("b-1.tar.zst.age", len(HEAD_OLD), HEAD_NEW)
+    monkeypatch.undo()
+    name = journal_of(storage).name
+    assert not is_temporary_name(name) and folder.journaled_name(name) == "b-1.tar.zst.age"
+    hour_ago = time.time() - 3600
+    os.utime(journal_of(storage), (hour_ago, hour_ago))
+    assert storage.remove_orphans(0) == []
+    assert journal_of(storage).exists()
+    assert [o.name for o in storage.list()] == ["b-1.tar.zst.age"]
+
+
+def test_a_journal_written_by_hand_with_a_torn_head_is_finished(storage):
+    """What a kill -9 between the journal and the sync leaves: the journal whole, the head
+    half written."""
+    path = storage.folder / "b-1.tar.zst.age"
+    fd = os.open(path, os.O_RDWR)
+    try:
+        entry = folder._journal_entry(fd, HEAD_NEW)
+    finally:
+        os.close(fd)
+    journal_of(storage).write_bytes(entry)
+    path.write_bytes(b"HEAD" + HEAD_OLD[4:] + PAYLOAD)
+    assert storage.stat("b-1.tar.zst.age").size == len(HEAD_NEW + PAYLOAD)
+    assert path.read_bytes() == HEAD_NEW + PAYLOAD
+
+
+def test_a_journal_of_another_file_of_that_name_is_dropped_unused(storage, monkeypatch):
+    crash_in_pwrite(monkeypatch)
+    with pytest.raises(StorageFailure):
+        storage.rewrite_head("b-1.tar.zst.age", len(HEAD_OLD), HEAD_NEW)
+    monkeypatch.undo()
+    # The file went by another way than delete; a new backup of the same size took the name.
+    (storage.folder / "b-1.tar.zst.age").unlink()
+    other = HEAD_OLD + os.urandom(len(PAYLOAD))
+    (storage.folder / "b-1.tar.zst.age").write_bytes(other)
+    with storage.open("b-1.tar.zst.age") as opened:
+        assert opened.stream.read() == other
+    assert not journal_of(storage).exists()
+
+
+def test_deleting_the_file_takes_its_journal(storage, monkeypatch):
+    crash_in_pwrite(monkeypatch)
+    with pytest.raises(StorageFailure):
+        storage.rewrite_head("b-1.tar.zst.age", len(HEAD_OLD), HEAD_NEW)
+    monkeypatch.undo()
+    storage.delete("b-1.tar.zst.age")
+    assert os.listdir(storage.folder) == []
+
+
+def test_a_damaged_journal_stops_reads_of_its_file(storage):
+    journal_of(storage).write_bytes(b"{not a journal")
+    with pytest.raises(StorageFailure, match="head-journal"), storage.open("b-1.tar.zst.age"):
+        pass
+
+
+def test_replace_takes_the_place_of_the_file_atomically(storage):
+    with storage.replace("b-1.tar.zst.age") as out:
+        out.write(b"new")
+        (name,) = [n for n in os.listdir(storage.folder) if n != "b-1.tar.zst.age"]
+        assert is_temporary_name(name)
+    assert (storage.folder / "b-1.tar.zst.age").read_bytes() == b"new"
+    assert stat.S_IMODE((storage.folder / "b-1.tar.zst.age").stat().st_mode) == 0o600
