@@ -21,6 +21,7 @@ from api.schemas import (
 )
 from api.services import app_services
 from common import tasks
+from common.backupfile.io.mirrored import MirroredStorage
 from common.errors import BadUserInput
 
 FILE_RESPONSE = {"description": "The backup file (byte ranges supported)."}
@@ -74,8 +75,17 @@ class Backups(MethodView):
     def get(self, query: dict):
         """Stored backups, newest first. Only whole, stored backups are listed."""
         wanted = [text.partition("=")[::2] for text in query["label"]]
-        return [backup for backup in app_services().store.list_backups()
+        mirrored = isinstance(app_services().storage, MirroredStorage)
+        return [_with_copies(backup) if mirrored else backup
+                for backup in app_services().store.list_backups()
                 if all((backup.get("labels") or {}).get(k) == v for k, v in wanted)]
+
+
+def _with_copies(backup: dict) -> dict:
+    """Where the backup is held: the replica counts once its copy has the listed hash (a
+    rekeyed backup's older copy does not)."""
+    replica = backup.get("replicaHash") == backup.get("hash")
+    return {**backup, "heldIn": ["primary", "replica"] if replica else ["primary"]}
 
 
 @blp.route("/<uuid:backup_id>")

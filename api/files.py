@@ -26,9 +26,11 @@ from common.backupfile.format.age import (
     generate_x25519_identity,
 )
 from common.backupfile.io.hashing import plain_hex
-from common.backupfile.io.storage import StoredObject
+from common.backupfile.io.mirrored import MirroredStorage
+from common.backupfile.io.storage import BackupStorage, StoredObject
 from common.clock import now_ms
 from common.errors import (
+    BackupBusy,
     BackupLocked,
     BackupNotFound,
     BadUserInput,
@@ -70,7 +72,8 @@ def _safe_name(name: str) -> bool:
 def download(backup_id: str) -> Response:
     """The stored bytes, with Content-Length, an ETag from the SHA-512, and byte ranges."""
     backup, stored = stored_backup(backup_id)
-    storage = app_services().storage
+    storage = _holder(app_services().storage, backup)
+    stored = storage.stat(backup["file"]) or stored
     folder = storage.local_folder()
     if folder is None:
         response = stream_backup(storage, stored, _etag(backup["hash"]), backup["file"],
@@ -84,6 +87,14 @@ def download(backup_id: str) -> Response:
                              last_modified=backup["generatedOn"] / 1000)
     response.headers["X-Content-SHA512"] = backup["hash"]
     return response
+
+
+def _holder(storage: BackupStorage, backup: dict) -> BackupStorage:
+    """The store to serve the backup from: with a replica, the one that holds it with its
+    listed size (the primary first)."""
+    if isinstance(storage, MirroredStorage):
+        return storage.holder_of(backup["file"], backup.get("size"))
+    return storage
 
 
 def _etag(backup_hash: str) -> str:
@@ -109,11 +120,16 @@ def delete_backup(backup_id: str) -> TaskRow | None:
     object lock is refused (409 BackupLocked) and stays listed."""
     services = app_services()
     _, stored = stored_backup(backup_id)
-    _refuse_locked(backup_id, stored)
+    refuse_locked(backup_id, stored)
+    refuse_held(backup_id)
     row = tasks.new_task(current_caller().user, "deleteBackup", "backup", backup_id,
                          operation_id=g.get("operation_id"))
     services.starter.record(row)
-    backup = services.store.unlist_backup(backup_id)
+    try:
+        backup = services.store.unlist_backup(backup_id)
+    except BackupBusy as busy:  # a rekey took it since the check above
+        services.store.fail(row.id, busy.to_api_error())
+        raise
     if backup is None:
         services.store.fail(row.id, BackupNotFound(backup_id).to_api_error())
     else:
@@ -121,7 +137,15 @@ def delete_backup(backup_id: str) -> TaskRow | None:
     return services.store.get_task(row.id)
 
 
-def _refuse_locked(backup_id: str, stored: StoredObject) -> None:
+def refuse_held(backup_id: str) -> None:
+    """409 BackupBusy while a task rewrites the backup's file (a rekey)."""
+    holder = app_services().store.backup_holder(backup_id)
+    if holder is not None:
+        raise BackupBusy(backup_id, holder)
+
+
+def refuse_locked(backup_id: str, stored: StoredObject) -> None:
+    """409 BackupLocked while the store's object lock holds the file."""
     if stored.locked_at(now_ms()):
         until = datetime.fromtimestamp(stored.locked_until_ms / 1000, UTC)
         raise BackupLocked(backup_id, until.isoformat(timespec="seconds"))

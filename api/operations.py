@@ -1,10 +1,11 @@
-"""Beyond vCDA: restore and verify a stored backup, import one made elsewhere."""
+"""Beyond vCDA: restore, verify, re-key and copy a stored backup, import one made elsewhere."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
 import uuid
+from dataclasses import replace
 
 from flask import g, request
 from flask.views import MethodView
@@ -14,19 +15,32 @@ from api.auth import admin_required, current_caller
 from api.backups import location
 from api.blueprint import Blueprint
 from api.media import RESPONSE_TYPE
-from api.schemas import ApiTaskSchema, ImportQuerySchema, OpenBackupRequestSchema
+from api.schemas import (
+    ApiTaskSchema,
+    ImportQuerySchema,
+    OpenBackupRequestSchema,
+    RekeyRequestSchema,
+)
 from api.services import app_services
 from common import tasks
 from common.backupfile.io.hashing import format_sha512
+from common.backupfile.io.mirrored import MirroredStorage
 from common.backupfile.io.storage import backup_file_name
 from common.clock import now_ms
-from common.errors import BadUserInput, H4Error, PayloadTooLarge, StorageFailure
+from common.errors import (
+    BackupNotEncrypted,
+    BadUserInput,
+    H4Error,
+    NoReplica,
+    PayloadTooLarge,
+    StorageFailure,
+)
 from common.records import record_of
 
 log = logging.getLogger("h4backup.api")
 
 blp = Blueprint("operations", __name__, url_prefix="/backups",
-                description="Restore, verify and import backups (beyond vCDA 4.5).")
+                description="Restore, verify, re-key, copy and import backups (beyond vCDA 4.5).")
 
 IMPORT_BLOCK = 1 << 20
 
@@ -59,6 +73,47 @@ class Verify(MethodView):
     def post(self, body: dict, backup_id: uuid.UUID):
         """Check the stored bytes against the catalogue hash; with the key, every file too."""
         return start_worker_task("verify", str(backup_id), body)
+
+
+@blp.route("/<uuid:backup_id>/rekey")
+class Rekey(MethodView):
+    @admin_required
+    @blp.arguments(RekeyRequestSchema)
+    @blp.response(202, ApiTaskSchema, content_type=RESPONSE_TYPE)
+    def post(self, body: dict, backup_id: uuid.UUID):
+        """Change the key of an encrypted backup without re-compressing it: only the age
+        header is rewritten; result RekeyInfo with the new SHA-512."""
+        return start_rekey(str(backup_id), body)
+
+
+def start_rekey(backup_id: str, body: dict):
+    """Refused at once when it could not succeed: a plain backup, one under object lock, one
+    another task is rewriting. The worker checks the last again while it holds the backup."""
+    services = app_services()
+    listed, stored = files.stored_backup(backup_id)
+    if not int(listed.get("encrypted") or 0):
+        raise BackupNotEncrypted(backup_id)
+    files.refuse_locked(backup_id, stored)
+    files.refuse_held(backup_id)
+    row = replace(tasks.new_task(current_caller().user, "rekey", "backup", backup_id,
+                                 operation_id=g.get("operation_id"), backup_id=backup_id),
+                  recipients=body.get("newRecipients"))
+    services.starter.task(row, {"password": body.get("password"),
+                                "identity": body.get("identity"),
+                                "newPassword": body.get("newPassword")})
+    return services.store.get_task(row.id), 202, location(row.id)
+
+
+@blp.route("/<uuid:backup_id>/copy")
+class Copy(MethodView):
+    @admin_required
+    @blp.response(202, ApiTaskSchema, content_type=RESPONSE_TYPE)
+    def post(self, backup_id: uuid.UUID):
+        """Copy the backup to the replica store now, checked by its SHA-512 as the replica
+        holds it; result CopyInfo. Each new backup gets its copy by itself."""
+        if not isinstance(app_services().storage, MirroredStorage):
+            raise NoReplica()
+        return start_worker_task("copy", str(backup_id), {})
 
 
 @blp.route("/import")

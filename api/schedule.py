@@ -1,5 +1,6 @@
 """GET/PUT /backups/config: the schedule of backups, their retention and their recipients;
-GET /backups/config/retention-preview: what retention would delete now, and why the rest stays."""
+GET /backups/config/retention-preview: what retention would delete now, and why the rest stays;
+GET/PUT /backups/checks: the schedule of integrity checks."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ from flask.views import MethodView
 from api.auth import admin_required
 from api.blueprint import Blueprint
 from api.media import RESPONSE_TYPE
-from api.schemas import RetentionPreviewSchema, ScheduleSchema
+from api.schemas import CheckScheduleSchema, RetentionPreviewSchema, ScheduleSchema
 from api.services import app_services
 from common.retention import Policy, decide, is_locked
 
 blp = Blueprint("schedule", __name__, url_prefix="/backups",
                 description="Scheduled backups and retention (beyond vCDA 4.5).")
 
+CHECKS_DISABLED = {"enabled": False, "intervalSeconds": None, "cron": None, "full": False}
 DISABLED = {"enabled": False, "intervalSeconds": None, "cron": None, "keep": 7,
             "keepLast": 7, "timeZone": "UTC", "recipients": []}
 
@@ -60,3 +62,22 @@ class RetentionPreview(MethodView):
         return {"keepRules": dict(policy.counts), "timeZone": policy.zone,
                 "keep": [d.document() for d in decisions if d.keep],
                 "delete": [d.document() for d in decisions if not d.keep]}
+
+
+@blp.route("/checks")
+class CheckSchedule(MethodView):
+    @admin_required
+    @blp.response(200, CheckScheduleSchema, content_type=RESPONSE_TYPE)
+    def get(self):
+        """The schedule of integrity checks; disabled until one is set."""
+        return app_services().store.get_check_schedule() or CHECKS_DISABLED
+
+    @admin_required
+    @blp.arguments(CheckScheduleSchema)
+    @blp.response(200, CheckScheduleSchema, content_type=RESPONSE_TYPE)
+    def put(self, config: dict):
+        """Set when every listed backup is verified: a `verify` task each, run as the
+        scheduler. A failed one ends FAILED (an alert's `task.failed`) and marks the backup
+        `integrity: damaged` in GET /backups."""
+        app_services().store.put_check_schedule(config)
+        return config

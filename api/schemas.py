@@ -112,10 +112,10 @@ class NewBackupRequestSchema(StrictSchema):
             raise ma.ValidationError("give a password or recipients, not both", "recipients")
 
 
-def _check_recipients(recipients: list[str] | None) -> None:
+def _check_recipients(recipients: list[str] | None, field: str = "recipients") -> None:
     bad = [r for r in recipients or () if not _recipient(r)]
     if bad:
-        raise ma.ValidationError(f"not an age X25519 public key: {bad[0][:80]}", "recipients")
+        raise ma.ValidationError(f"not an age X25519 public key: {bad[0][:80]}", field)
 
 
 class OpenBackupRequestSchema(StrictSchema):
@@ -133,6 +133,26 @@ class OpenBackupRequestSchema(StrictSchema):
             raise ma.ValidationError("give a password or an identity, not both", "identity")
         if data.get("identity") and not _identity(data["identity"]):
             raise ma.ValidationError("not an age X25519 identity", "identity")
+
+
+class RekeyRequestSchema(OpenBackupRequestSchema):
+    """The key that opens the backup now (`password` or `identity`), and the one that is to
+    open it afterwards: `newPassword` or `newRecipients`."""
+
+    newPassword = fields.String(
+        load_default=None, allow_none=True, validate=validate.Length(1, 1024), load_only=True,
+        metadata={"description": "The passphrase that opens the backup afterwards."})
+    newRecipients = fields.List(
+        fields.String(), validate=validate.Length(1, 20), load_default=None,
+        metadata={"description": "age X25519 public keys (`age1...`) that open the backup "
+                                 "afterwards, instead of a passphrase."})
+
+    @ma.validates_schema
+    def _one_new_key(self, data: dict, **_kwargs) -> None:
+        _check_recipients(data.get("newRecipients"), "newRecipients")
+        if bool(data.get("newPassword")) == bool(data.get("newRecipients")):
+            raise ma.ValidationError("give newPassword or newRecipients (one of them)",
+                                     "newPassword")
 
 
 def _label_filter(text: str) -> None:
@@ -161,14 +181,19 @@ def _keep_rule(period: str) -> fields.Integer:
                        "that hold one (restic's --keep-* semantics)."})
 
 
-class ScheduleSchema(StrictSchema):
-    """When scheduled backups run, which are kept, and whom they are encrypted to."""
+class _TimedSchema(StrictSchema):
+    """When something runs: every intervalSeconds, or at a cron expression."""
 
     enabled = fields.Boolean(load_default=True)
     intervalSeconds = fields.Integer(allow_none=True, load_default=None,
                                      validate=validate.Range(1, 366 * 24 * 3600))
     cron = fields.String(allow_none=True, load_default=None, validate=validate.Length(1, 100),
                          metadata={"description": "`minute hour day month weekday`, UTC."})
+
+
+class ScheduleSchema(_TimedSchema):
+    """When scheduled backups run, which are kept, and whom they are encrypted to."""
+
     keep = fields.Integer(allow_none=True, validate=validate.Range(1, 10000), metadata={
         "description": "The same as keepLast, which it predates."})
     keepLast = fields.Integer(allow_none=True, validate=validate.Range(0, 10000), metadata={
@@ -188,13 +213,32 @@ class ScheduleSchema(StrictSchema):
     def _one_schedule(self, data: dict, **_kwargs) -> None:
         _check_recipients(data.get("recipients"))
         _check_keep_rules(data)
-        if bool(data.get("intervalSeconds")) == bool(data.get("cron")):
-            raise ma.ValidationError("give either intervalSeconds or cron", "cron")
-        if data.get("cron"):
-            try:
-                parse_cron(data["cron"])
-            except (ValueError, KeyError, IndexError) as exc:
-                raise ma.ValidationError(str(exc) or "malformed cron", "cron") from None
+        _check_timing(data)
+
+
+class CheckScheduleSchema(_TimedSchema):
+    """When every listed backup is verified, and whether its files are read too."""
+
+    full = fields.Boolean(load_default=False, metadata={
+        "description": "Also decrypt and read every file of the backups that the age "
+                       "identity in H4_CHECK_IDENTITY_FILE (on the host running beat) opens; "
+                       "the others, and every backup without it, get the SHA-512 check."})
+
+    @ma.validates_schema
+    def _one_schedule(self, data: dict, **_kwargs) -> None:
+        # Turned off, it needs no timing.
+        if data.get("enabled") or data.get("intervalSeconds") or data.get("cron"):
+            _check_timing(data)
+
+
+def _check_timing(data: dict) -> None:
+    if bool(data.get("intervalSeconds")) == bool(data.get("cron")):
+        raise ma.ValidationError("give either intervalSeconds or cron", "cron")
+    if data.get("cron"):
+        try:
+            parse_cron(data["cron"])
+        except (ValueError, KeyError, IndexError) as exc:
+            raise ma.ValidationError(str(exc) or "malformed cron", "cron") from None
 
 
 def _check_keep_rules(data: dict) -> None:
@@ -229,8 +273,12 @@ def _labels_field(**kwargs) -> fields.Dict:
     return fields.Dict(keys=fields.String(), values=fields.String(), **kwargs)
 
 
+def _strings_field(**kwargs) -> fields.List:
+    return fields.List(fields.String(), **kwargs)
+
+
 _FIELD_CLASSES = {"string": fields.String, "uuid": fields.UUID, "integer": fields.Integer,
-                  "boolean": fields.Boolean, "labels": _labels_field}
+                  "boolean": fields.Boolean, "labels": _labels_field, "strings": _strings_field}
 
 
 def _result_field(field: ResultField) -> fields.Field:

@@ -13,7 +13,12 @@ import uuid
 from collections.abc import Callable
 
 from cli.errors import STDOUT_CLOSED, ClientError
-from cli.passwords import LOGIN_PASSWORD_ENV, add_backup_password_options, refuse_password_argument
+from cli.passwords import (
+    LOGIN_PASSWORD_ENV,
+    add_backup_password_options,
+    add_new_key_options,
+    refuse_password_argument,
+)
 
 DEFAULT_URL = "https://127.0.0.1:8046"
 TASK_STATES = ("RUNNING", "SUCCEEDED", "FAILED")
@@ -33,10 +38,13 @@ def json_flag(parser: argparse.ArgumentParser, top_level: bool = False) -> None:
 def register(commands: argparse._SubParsersAction) -> None:
     _login_commands(commands)
     _backup_commands(commands.add_parser("backup", allow_abbrev=False, help="create, list, "
-                                         "download, delete, restore and verify backups"))
+                                         "download, delete, restore, verify, rekey and copy "
+                                         "backups"))
     _task_commands(commands.add_parser("task", allow_abbrev=False, help="show and list tasks"))
     _alert_commands(commands.add_parser("alerts", allow_abbrev=False, help="webhook alerts of "
                                         "task events: targets, a test, the delivery log"))
+    _check_commands(commands.add_parser("checks", allow_abbrev=False, help="scheduled "
+                                        "integrity checks of every listed backup"))
 
 
 def _handler(name: str) -> Handler:
@@ -125,6 +133,13 @@ def _backup_commands(parser: argparse.ArgumentParser) -> None:
     verify = _with_id(group, "verify", "backup_verify", "check a backup's SHA-512; with a "
                       "password, decrypt and read the whole archive too")
     add_backup_password_options(verify, "only the SHA-512 is checked")
+    rekey = _with_id(group, "rekey", "backup_rekey", "change the password (or recipients) of "
+                     "an encrypted backup without re-compressing it: only its age header is "
+                     "rewritten, and it gets a new SHA-512")
+    add_backup_password_options(rekey, ASK)
+    add_new_key_options(rekey)
+    _with_id(group, "copy", "backup_copy", "copy a backup to the replica store now, checked "
+             "by its SHA-512 (each new backup is copied by itself)")
 
 
 def _alert_commands(parser: argparse.ArgumentParser) -> None:
@@ -144,6 +159,23 @@ def _alert_commands(parser: argparse.ArgumentParser) -> None:
     _command(group, "test", "alerts_test", "send a test event to every target")
     log = _command(group, "log", "alerts_log", "show the latest delivery attempts")
     log.add_argument("--limit", type=int, default=20, help="how many (default %(default)s)")
+
+
+def _check_commands(parser: argparse.ArgumentParser) -> None:
+    parser.set_defaults(run=_usage(parser))
+    group = parser.add_subparsers(title="check commands", metavar="COMMAND")
+    _command(group, "show", "checks_show", "show the schedule of integrity checks")
+    setting = _command(group, "set", "checks_set", "verify every listed backup on a schedule; "
+                       "a damaged one fails its task (alert task.failed) and is marked in the "
+                       "backup list")
+    when = setting.add_mutually_exclusive_group(required=True)
+    when.add_argument("--every", type=int, metavar="SECONDS", help="run every SECONDS")
+    when.add_argument("--cron", metavar="EXPR", help="run at `minute hour day month weekday`, "
+                      "UTC")
+    when.add_argument("--off", action="store_true", help="no scheduled checks")
+    setting.add_argument("--full", action="store_true",
+                         help="also read every file of the backups that the identity in "
+                              "H4_CHECK_IDENTITY_FILE (on the host running beat) opens")
 
 
 def _create_command(group: argparse._SubParsersAction) -> None:

@@ -10,7 +10,7 @@ from urllib.parse import SplitResult, urlsplit
 from cli import task_view
 from cli.errors import NOT_FOUND, OK, USAGE, ClientError
 from cli.output import Output, human_bytes, short_hash, when
-from cli.passwords import backup_password, login_password
+from cli.passwords import backup_password, identity_file, login_password, new_key
 from cli.remote import (
     Api,
     ApiRequestError,
@@ -133,12 +133,25 @@ def backup_list(args: argparse.Namespace) -> int:
         for backup in backups:
             output.emit(backup)
         return OK
-    output.table(("ID", "CREATED", "HASH", "LABELS"), [
+    # HELD IN only from a server with a replica, CHECK once a backup was verified: only a
+    # server that knows them says.
+    copies = any("heldIn" in b for b in backups)
+    checks = any("integrity" in b for b in backups)
+    output.table(("ID", "CREATED", "HASH", "LABELS") + (("HELD IN",) if copies else ())
+                 + (("CHECK",) if checks else ()), [
         (b["id"], when(b.get("generatedOn")), short_hash(b.get("hash", "")),
          task_view.labels_text(b.get("labels")) if b.get("labels") else "")
+        + ((", ".join(b.get("heldIn") or ()),) if copies else ())
+        + ((_check_cell(b),) if checks else ())
         for b in backups])
     output.note(f"{len(backups)} backup(s)")
     return OK
+
+
+def _check_cell(backup: dict[str, Any]) -> str:
+    if "integrity" not in backup:
+        return "never"
+    return f"{backup['integrity']} {when(backup.get('checkedOn'))}"
 
 
 def backup_retention(args: argparse.Namespace) -> int:
@@ -197,8 +210,24 @@ def backup_verify(args: argparse.Namespace) -> int:
     return _follow(api, output, task, "verify", args.wait)
 
 
+def backup_rekey(args: argparse.Namespace) -> int:
+    api, output = _connect(args)
+    identity = identity_file(args.identity_file)
+    old = {"identity": identity} if identity else _password_body(
+        backup_password(args, when_absent="ask", confirm=False))
+    task = _part_b(api, "rekey", args.backup_id, {**old, **new_key(args)})
+    return _follow(api, output, task, "rekey", args.wait)
+
+
+def backup_copy(args: argparse.Namespace) -> int:
+    api, output = _connect(args)
+    task = _part_b(api, "copy", args.backup_id, {})
+    return _follow(api, output, task, "copy", args.wait)
+
+
 def _part_b(api: Api, action: str, backup_id: str, body: dict[str, str]) -> task_view.Task:
-    """Restore and verify are newer than vCDA 4.5: an older server lacks the route."""
+    """Restore, verify, rekey and copy are newer than vCDA 4.5: an older server lacks the
+    route."""
     try:
         return api.json("POST", f"/backups/{backup_id}/{action}", expect=(202,), json=body)
     except ApiRequestError as exc:
@@ -244,6 +273,37 @@ def task_list(args: argparse.Namespace) -> int:
 
 
 # --- alerts -----------------------------------------------------------------------------------
+
+def checks_show(args: argparse.Namespace) -> int:
+    api, output = _connect(args)
+    config = api.json("GET", "/backups/checks")
+    if args.json:
+        output.emit(config)
+        return OK
+    output.note(_checks_text(config))
+    return OK
+
+
+def checks_set(args: argparse.Namespace) -> int:
+    api, output = _connect(args)
+    config = api.json("PUT", "/backups/checks", json={
+        "enabled": not args.off, "intervalSeconds": args.every, "cron": args.cron,
+        "full": args.full})
+    if args.json:
+        output.emit(config)
+    else:
+        output.note(_checks_text(config))
+    return OK
+
+
+def _checks_text(config: dict[str, Any]) -> str:
+    if not config.get("enabled"):
+        return "scheduled checks are off"
+    when_text = (f"every {config['intervalSeconds']} s" if config.get("intervalSeconds")
+                 else f"at cron {config.get('cron')} (UTC)")
+    depth = "every file where the identity opens it" if config.get("full") else "SHA-512 only"
+    return f"every listed backup is checked {when_text}: {depth}"
+
 
 def alerts_show(args: argparse.Namespace) -> int:
     api, output = _connect(args)

@@ -8,12 +8,15 @@ import getpass
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from cli.errors import USAGE, ClientError
+from common.backupfile.format.age import read_identity_file
 
 BACKUP_PASSWORD_ENV = "H4_BACKUP_PASSWORD"
 LOGIN_PASSWORD_ENV = "H4_PASSWORD"
 NEW_USER_PASSWORD_ENV = "H4_NEW_USER_PASSWORD"
+NEW_BACKUP_PASSWORD_ENV = "H4_NEW_BACKUP_PASSWORD"
 
 
 class _RefusePassword(argparse.Action):
@@ -123,3 +126,47 @@ def _not_empty(password: str) -> str:
         raise ClientError("the backup password is empty; use --no-password for an "
                           "unencrypted backup", USAGE)
     return password
+
+
+def add_new_key_options(parser: argparse.ArgumentParser) -> None:
+    """The key a rekeyed backup opens with afterwards: a new passphrase, or recipients."""
+    titled = parser.add_argument_group(
+        "new key", f"a new password (never an argument; else ${NEW_BACKUP_PASSWORD_ENV}), "
+        "or age recipients")
+    group = titled.add_mutually_exclusive_group()
+    group.add_argument("--new-password-file", metavar="FILE",
+                       help="read the new password from the first line of FILE ('-': stdin)")
+    group.add_argument("--new-password-prompt", action="store_true",
+                       help="ask for the new password on the terminal (typed twice)")
+    group.add_argument("--new-recipient", metavar="AGE1KEY", action="append", default=[],
+                       help="an age public key to encrypt to instead; repeat it for several")
+    parser.add_argument("--identity-file", metavar="FILE",
+                        help="open the backup with the age identity in FILE instead of its "
+                             "password")
+
+
+def new_key(args: argparse.Namespace) -> dict[str, Any]:
+    """The request's new key: newRecipients, or newPassword from the chosen source."""
+    if args.new_recipient:
+        return {"newRecipients": args.new_recipient}
+    if args.new_password_file:
+        return {"newPassword": _not_empty(read_password_file(args.new_password_file))}
+    if not args.new_password_prompt and os.environ.get(NEW_BACKUP_PASSWORD_ENV):
+        return {"newPassword": os.environ[NEW_BACKUP_PASSWORD_ENV]}
+    if args.new_password_prompt or sys.stdin.isatty():
+        first = _not_empty(getpass.getpass("New backup password: "))
+        if getpass.getpass("Again: ") != first:
+            raise ClientError("the passwords differ", USAGE)
+        return {"newPassword": first}
+    raise ClientError("no new key: use --new-password-file FILE, --new-password-prompt, "
+                      f"--new-recipient KEY, or set {NEW_BACKUP_PASSWORD_ENV}", USAGE)
+
+
+def identity_file(name: str | None) -> str | None:
+    """The identity of an age identity file, as age-keygen writes it."""
+    if name is None:
+        return None
+    try:
+        return read_identity_file(name)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ClientError(f"cannot read an identity from {name}: {exc}", USAGE) from None

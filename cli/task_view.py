@@ -145,7 +145,8 @@ def labels_text(labels: Any) -> str:
 # How each format named in common/kinds.FORMATS is shown.
 FORMATTERS: dict[str, Callable[[Any], str]] = {
     "plain": _plain, "bytes": human_bytes, "time": when, "hash-ok": _hash_ok,
-    "content-read": _content_read, "on-server": _on_server, "labels": labels_text}
+    "content-read": _content_read, "on-server": _on_server, "labels": labels_text,
+    "list": lambda values: ", ".join(values or ()) or "none"}
 
 
 def task_rows(task: Task) -> list[tuple[str, str]]:

@@ -8,10 +8,12 @@ import secrets
 from pathlib import Path
 
 from common.backupfile.io.folder import FolderStorage
+from common.backupfile.io.mirrored import MirroredStorage
 from common.backupfile.io.storage import BackupStorage
 from common.config import Settings
 from common.privatefiles import create_once
 from common.secrecy import check_password, hash_password
+from common.storage_settings import S3Settings
 from common.store import Store
 from common.transit import KeyFile, KeySource, StaticKeys, TransitSealer, create_key_file
 
@@ -41,10 +43,18 @@ def transit_sealer(settings: Settings) -> TransitSealer:
 
 
 def backup_storage(settings: Settings) -> BackupStorage:
-    """Where this service keeps its backup files: the folder, or the object store."""
-    s3 = settings.s3
-    if s3 is None:
-        return FolderStorage(settings.backup_dir)
+    """Where this service keeps its backup files: the folder or the object store, and with a
+    replica configured, both copies behind one interface (io/mirrored.py)."""
+    primary = (FolderStorage(settings.backup_dir) if settings.s3 is None
+               else _s3_storage(settings.s3))
+    replica = settings.replica
+    if replica is None:
+        return primary
+    second = FolderStorage(replica.folder) if replica.s3 is None else _s3_storage(replica.s3)
+    return MirroredStorage(primary, second)
+
+
+def _s3_storage(s3: S3Settings) -> BackupStorage:
     # Imported here: boto3 takes a while to load, and a folder deployment never needs it.
     from common.backupfile.io.s3 import S3Options, S3Storage
 

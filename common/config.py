@@ -13,7 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from common.envvars import SettingsError, env_bool, env_int, env_path, env_secret
-from common.storage_settings import S3Settings, load_s3_settings
+from common.storage_settings import (
+    ReplicaSettings,
+    S3Settings,
+    load_replica_settings,
+    load_s3_settings,
+)
 
 DEFAULT_PORT = 8046  # vCDA's API port
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -77,10 +82,14 @@ class Settings:
     debug: bool = False
     log_level: str = "INFO"
     s3: S3Settings | None = None  # None: backups in backup_dir
+    replica: ReplicaSettings | None = None  # None: no second copy
     extra: dict[str, str] = field(default_factory=dict)
     # H4_ALERT_SECRET_FILE: the key alert deliveries are signed with (common/alerts.py), made
     # when missing; by default in the data folder. Hosts that send alerts must share one.
     alert_secret_file: Path | None = None
+    # H4_CHECK_IDENTITY_FILE: an age identity file (as age-keygen writes it) that scheduled
+    # full checks open backups with; read by the host running beat, never stored in Redis.
+    check_identity_file: Path | None = None
 
     @property
     def redis(self) -> str:
@@ -223,6 +232,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         worker_concurrency=env_int(env, "H4_WORKER_CONCURRENCY", 1, 1, 64),
         worker_nice=env_int(env, "H4_WORKER_NICE", 10, 0, 19),
         alert_secret_file=env_path(env, "H4_ALERT_SECRET_FILE", data_dir / "alert-secret"),
+        check_identity_file=_optional_path(env, "H4_CHECK_IDENTITY_FILE"),
         header_timeout_seconds=env_int(env, "H4_HEADER_TIMEOUT_SECONDS", 10, 1, 300),
         client_idle_seconds=env_int(env, "H4_CLIENT_IDLE_SECONDS", 30, 1, 3600),
         body_timeout_seconds=env_int(env, "H4_BODY_TIMEOUT_SECONDS", 30, 1, 3600),
@@ -235,4 +245,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         debug=env_bool(env, "H4_DEBUG"),
         log_level=level,
         s3=load_s3_settings(env),
+        replica=load_replica_settings(env),
     )
+
+
+def _optional_path(env: Mapping[str, str], name: str) -> Path | None:
+    """An absolute path when the variable is set, None when not."""
+    return env_path(env, name, Path()) if env.get(name, "").strip() else None

@@ -14,11 +14,11 @@ if TYPE_CHECKING:
     from common.tasks import TaskRow
 
 # JSON types a result field may have ("uuid" is a string the API documents as a UUID).
-FIELD_TYPES = ("string", "uuid", "integer", "boolean", "labels")
+FIELD_TYPES = ("string", "uuid", "integer", "boolean", "labels", "strings")
 # How the CLI shows a value: as is, as a byte count, as a vCDA time (ms), as a hash check
 # (ok/MISMATCH), as whether the content was read, as a path on the server, or as key=value
-# pairs.
-FORMATS = ("plain", "bytes", "time", "hash-ok", "content-read", "on-server", "labels")
+# pairs, or as a list.
+FORMATS = ("plain", "bytes", "time", "hash-ok", "content-read", "on-server", "labels", "list")
 
 
 @dataclass(frozen=True)
@@ -125,6 +125,15 @@ BACKUP = TaskKind(
         ResultField("hash", "string", "SHA-512 of the stored file, `SHA-512:AB:CD:...`."),
         ResultField("labels", "labels", "Extension: the labels given when it was made, an "
                     "object of strings; absent without.", format="labels", optional=True),
+        ResultField("integrity", "string", "Extension, in GET /backups once the backup was "
+                    "verified: how its last check went: `verified` (every file read), `hash-ok` "
+                    "(the stored bytes only) or `damaged`.", optional=True),
+        ResultField("checkedOn", "integer", "Extension, in GET /backups with `integrity`: "
+                    "when that check ended, ms since the epoch.", label="checked",
+                    format="time", optional=True),
+        ResultField("heldIn", "strings", "Extension, in GET /backups with a replica "
+                    "configured: the stores holding a copy checked by its SHA-512, `primary` "
+                    "and `replica`.", label="held in", format="list", optional=True),
     ),
     client_lines=(ClientLine("bytes_stored", "stored", "bytes", after="generatedOn"),),
 )
@@ -155,7 +164,39 @@ VERIFY = TaskKind(
         ResultField("bytes", "integer", "null unless checked.", nullable=True, format="bytes"),
     ),
 )
-KINDS: dict[str, TaskKind] = {kind.name: kind for kind in (BACKUP, RESTORE, VERIFY)}
+REKEY = TaskKind(
+    "rekey", "h4.backup.rekey", "RekeyInfo", stores_backup=False,
+    handler="worker.jobs.rekey",
+    arguments=(
+        _BACKUP_ID, _PASSWORD, _IDENTITY,
+        ArgumentField("newPassword", "The passphrase that opens the backup afterwards.",
+                      sealed=True, optional=True),
+        ArgumentField("recipients", "age public keys that open the backup afterwards, "
+                      "instead of a new passphrase.", optional=True),
+    ),
+    result=(
+        ResultField("backupId", "string", "The backup re-keyed.", label="backup"),
+        ResultField("hash", "string", "SHA-512 of the stored file now, `SHA-512:AB:CD:...`; "
+                    "the listing shows it."),
+        ResultField("previousHash", "string", "SHA-512 of the file before: what a copy "
+                    "downloaded earlier has.", label="previous hash"),
+    ),
+)
+COPY = TaskKind(
+    "copy", "h4.backup.copy", "CopyInfo", stores_backup=False,
+    handler="worker.jobs.copy",
+    arguments=(_BACKUP_ID,),
+    result=(
+        ResultField("backupId", "string", "The backup copied.", label="backup"),
+        ResultField("hash", "string", "SHA-512 of the copy, read back from the replica: the "
+                    "listed one."),
+        ResultField("replica", "string", "Where the copy is held: a folder, or a bucket and "
+                    "prefix.", format="on-server"),
+        ResultField("bytes", "integer", "Bytes copied.", format="bytes"),
+    ),
+)
+KINDS: dict[str, TaskKind] = {kind.name: kind
+                              for kind in (BACKUP, RESTORE, VERIFY, REKEY, COPY)}
 
 
 def kind_of(row: TaskRow) -> TaskKind | None:

@@ -52,7 +52,7 @@ def _drop_missing(store: Store, rows: list[dict], stored: dict[str, StoredObject
     for row in rows:
         if row.get("file") in stored or row["id"] in pending:
             continue
-        if store.unlist_backup(row["id"]) is not None:
+        if store.unlist_unless_held(row["id"]) is not None:
             log.warning("backup %s is listed but its file %s is gone from the storage; "
                         "dropped from the catalogue", row["id"], row.get("file"))
             report.dropped.append(row["id"])

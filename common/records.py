@@ -31,6 +31,13 @@ def record_of(row: dict[str, Any], *, user: str, operation_id: str,
             "archiveVersion": MANIFEST_VERSION, "zstdLevel": zstd_level}
 
 
+def rekeyed_record(record: dict[str, Any], hash_: str, size: int,
+                   recipients: tuple[str, ...]) -> dict[str, Any]:
+    """The record of a backup whose key was changed: its new hash and size, and what opens it
+    now (the new recipients, or a passphrase)."""
+    return {**record, "hash": hash_, "size": size, "encryption": _encryption(True, recipients)}
+
+
 def _encryption(encrypted: bool, recipients: list[str] | tuple[str, ...]) -> dict[str, Any]:
     if recipients:
         return {"type": "recipients", "recipients": list(recipients)}

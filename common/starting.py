@@ -60,6 +60,13 @@ class TaskStarter:
             raise TooManyTasks(row.user, created.count)
         return created
 
+    def follow_up(self, row: TaskRow, secret: dict[str, str] | None = None) -> Created:
+        """A task the service starts itself (a backup's copy to the replica, a scheduled
+        check): not counted against the user's cap, which bounds what a user asks for; the
+        number of listed backups bounds these."""
+        return self.store.create_task(row, None, self._seal(row, secret), SECRET_TTL_SECONDS,
+                                      self._message(row))
+
     def record(self, row: TaskRow) -> Created:
         """A task its caller runs and ends at once (a delete, a refused scheduled run)."""
         return self.store.create_task(row)

@@ -39,32 +39,68 @@ def load_s3_settings(env: Mapping[str, str]) -> S3Settings | None:
         return None
     if kind != "s3":
         raise SettingsError("H4_STORAGE", f"use folder or s3, not {kind!r}")
-    access_key, secret_key = _credentials(env)
-    lock_mode, lock_days = _lock(env)
-    return S3Settings(bucket=_bucket(env), endpoint=_endpoint(env), prefix=_prefix(env),
-                      region=env.get("H4_S3_REGION", "").strip() or "us-east-1",
-                      access_key=access_key, secret_key=secret_key,
+    return _s3_settings(env, "H4_S3_", _credentials(env))
+
+
+def _s3_settings(env: Mapping[str, str], names: str,
+                 credentials: tuple[str | None, str | None]) -> S3Settings:
+    """The settings of one store from the variables starting with `names` (H4_S3_ for the
+    primary, H4_REPLICA_S3_ for the replica)."""
+    lock_mode, lock_days = _lock(env, names)
+    return S3Settings(bucket=_bucket(env, names), endpoint=_endpoint(env, names),
+                      prefix=_prefix(env, names),
+                      region=env.get(names + "REGION", "").strip() or "us-east-1",
+                      access_key=credentials[0], secret_key=credentials[1],
                       lock_mode=lock_mode, lock_days=lock_days)
 
 
-def _bucket(env: Mapping[str, str]) -> str:
-    bucket = env.get("H4_S3_BUCKET", "").strip()
+@dataclass(frozen=True)
+class ReplicaSettings:
+    """Where the second copy of each backup goes: a folder (another disk, a mount) or a
+    second object store."""
+
+    folder: Path | None = None
+    s3: S3Settings | None = None
+
+
+def load_replica_settings(env: Mapping[str, str]) -> ReplicaSettings | None:
+    """None without H4_REPLICA (the default: one copy)."""
+    kind = env.get("H4_REPLICA", "").strip().lower() or "none"
+    if kind == "none":
+        return None
+    if kind == "folder":
+        folder = env.get("H4_REPLICA_DIR", "").strip()
+        if not folder.startswith("/"):
+            raise SettingsError("H4_REPLICA_DIR", "needs an absolute folder for the copies")
+        return ReplicaSettings(folder=Path(folder))
+    if kind == "s3":
+        credentials = (_from_file(env, "H4_REPLICA_S3_ACCESS_KEY_FILE"),
+                       _from_file(env, "H4_REPLICA_S3_SECRET_KEY_FILE"))
+        if bool(credentials[0]) != bool(credentials[1]):
+            raise SettingsError("H4_REPLICA_S3_SECRET_KEY_FILE", "the access key and the "
+                                "secret key are given together or not at all")
+        return ReplicaSettings(s3=_s3_settings(env, "H4_REPLICA_S3_", credentials))
+    raise SettingsError("H4_REPLICA", f"use none, folder or s3, not {kind!r}")
+
+
+def _bucket(env: Mapping[str, str], names: str) -> str:
+    bucket = env.get(names + "BUCKET", "").strip()
     if not _BUCKET.match(bucket):
-        raise SettingsError("H4_S3_BUCKET", f"needs a valid bucket name, got {bucket!r}")
+        raise SettingsError(names + "BUCKET", f"needs a valid bucket name, got {bucket!r}")
     return bucket
 
 
-def _endpoint(env: Mapping[str, str]) -> str | None:
-    endpoint = env.get("H4_S3_ENDPOINT", "").strip()
+def _endpoint(env: Mapping[str, str], names: str) -> str | None:
+    endpoint = env.get(names + "ENDPOINT", "").strip()
     if endpoint and not endpoint.startswith(("http://", "https://")):
-        raise SettingsError("H4_S3_ENDPOINT", "must start with http:// or https://")
+        raise SettingsError(names + "ENDPOINT", "must start with http:// or https://")
     return endpoint or None
 
 
-def _prefix(env: Mapping[str, str]) -> str:
-    prefix = env.get("H4_S3_PREFIX", "").strip().lstrip("/")
+def _prefix(env: Mapping[str, str], names: str) -> str:
+    prefix = env.get(names + "PREFIX", "").strip().lstrip("/")
     if not _PREFIX.match(prefix) or ".." in prefix.split("/"):
-        raise SettingsError("H4_S3_PREFIX", "use letters, digits and _./- only")
+        raise SettingsError(names + "PREFIX", "use letters, digits and _./- only")
     return prefix if not prefix or prefix.endswith("/") else prefix + "/"
 
 
@@ -93,12 +129,12 @@ def _from_file(env: Mapping[str, str], name: str) -> str | None:
     return value
 
 
-def _lock(env: Mapping[str, str]) -> tuple[str | None, int]:
-    mode = env.get("H4_S3_LOCK_MODE", "").strip().upper() or None
-    days = env_int(env, "H4_S3_LOCK_DAYS", 0, 0, 36500)
+def _lock(env: Mapping[str, str], names: str) -> tuple[str | None, int]:
+    mode = env.get(names + "LOCK_MODE", "").strip().upper() or None
+    days = env_int(env, names + "LOCK_DAYS", 0, 0, 36500)
     if mode is not None and mode not in LOCK_MODES:
-        raise SettingsError("H4_S3_LOCK_MODE", f"use GOVERNANCE or COMPLIANCE, not {mode!r}")
+        raise SettingsError(names + "LOCK_MODE", f"use GOVERNANCE or COMPLIANCE, not {mode!r}")
     if (mode is None) != (days == 0):
-        raise SettingsError("H4_S3_LOCK_DAYS" if mode else "H4_S3_LOCK_MODE",
+        raise SettingsError(names + ("LOCK_DAYS" if mode else "LOCK_MODE"),
                             "object lock needs both a mode and a number of days")
     return mode, days

@@ -17,6 +17,7 @@ from common.kinds import KINDS, kind_of
 from common.tasks import TaskRow
 from worker import jobs, schedule
 from worker.context import WorkerContext
+from worker.jobs.copy import start_copy
 from worker.retry import patiently
 
 log = logging.getLogger("h4backup.worker")
@@ -191,6 +192,7 @@ def _record_success(ctx: WorkerContext, task: TaskRow, finish: jobs.Finish) -> N
         if finish.backup:
             log.info("backup %s stored: %d bytes", finish.backup["id"], finish.backup["size"])
             patiently(lambda: schedule.after_success(ctx.store, ctx.storage, task))
+            start_copy(ctx, task, finish.backup["id"])
         return
     # The task ended meanwhile (canceled or given up on): its file must not linger unlisted.
     log.warning("task %s ended before its outcome was recorded", task.id)

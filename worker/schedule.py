@@ -14,16 +14,19 @@ import logging
 import uuid
 from collections.abc import Mapping
 from dataclasses import replace
+from pathlib import Path
 
+from common.backupfile.format.age import read_identity_file
 from common.backupfile.io.storage import BackupStorage
 from common.clock import now_ms
 from common.errors import BackupQuotaExceeded, H4Error, TooManyTasks
+from common.kinds import VERIFY
 from common.retention import Policy, decide, is_locked
 from common.schedules import is_due
 from common.starting import TaskStarter
 from common.states import TaskState
 from common.store import Store
-from common.tasks import SCHEDULE_TICK, TaskRow, new_backup_task
+from common.tasks import SCHEDULE_TICK, TaskRow, new_backup_task, new_task
 
 log = logging.getLogger("h4backup.worker")
 
@@ -70,6 +73,42 @@ def tick(starter: TaskStarter, now: int | None = None) -> str | None:
     return _start(starter, config)
 
 
+def check_tick(starter: TaskStarter, identity_file: Path | None,
+               now: int | None = None) -> list[str]:
+    """Start the scheduled integrity check if one is due: a verify task for each listed
+    backup, with the configured identity when the check is a full one. Returns their ids."""
+    store = starter.store
+    config = store.get_check_schedule()
+    if not config or not config.get("enabled"):
+        return []
+    now = now or now_ms()
+    seen = store.check_last_run()
+    if not is_due(config, int(seen or 0), now) or not store.take_check_slot(seen, now):
+        return []
+    secret = _check_secret(config, identity_file)
+    started = []
+    for backup in store.list_backups():
+        row = replace(new_task(SCHEDULER_USER, VERIFY.name, "backup", backup["id"],
+                               backup_id=backup["id"]), kind="scheduled")
+        starter.follow_up(row, secret if backup.get("encrypted") else None)
+        started.append(row.id)
+    log.info("scheduled check started %d verify tasks (%s)", len(started),
+             "full" if secret else "SHA-512 only")
+    return started
+
+
+def _check_secret(config: dict, identity_file: Path | None) -> dict[str, str]:
+    """The identity a full check opens backups with, from its file on this host; none (a
+    SHA-512-only check, logged) when it cannot be read."""
+    if not config.get("full"):
+        return {}
+    try:
+        return {"identity": read_identity_file(identity_file)} if identity_file else {}
+    except (OSError, ValueError) as exc:
+        log.error("scheduled check runs on SHA-512 only: H4_CHECK_IDENTITY_FILE: %s", exc)
+        return {}
+
+
 def _start(starter: TaskStarter, config: dict) -> str | None:
     """The row and its message in one step, as the API starts a backup: a beat killed
     half-way cannot leave a RUNNING row that no worker will run."""
@@ -104,7 +143,7 @@ def prune(store: Store, storage: BackupStorage, policy: Policy) -> list[str]:
     for decision in decisions:
         if decision.keep:
             continue
-        row = store.unlist_backup(decision.backup["id"])
+        row = store.unlist_unless_held(decision.backup["id"])
         if row is not None:
             storage.delete_backup(row["id"], row["file"])
             deleted.append(row["id"])

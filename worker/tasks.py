@@ -59,8 +59,10 @@ def reap() -> None:
 @celery.task(name=SCHEDULE_TICK, queue=CONTROL_QUEUE)
 def schedule_tick() -> None:
     ctx = worker_context()
+    starter = TaskStarter(ctx.store, ctx.settings, _message, ctx.sealer)
     try:
-        schedule.tick(TaskStarter(ctx.store, ctx.settings, _message))
+        schedule.tick(starter)
+        schedule.check_tick(starter, ctx.settings.check_identity_file)
     finally:
         # Alerts ride on the same one-second tick: an ended task's event is sent within it.
         alerts.dispatch(ctx.store, lambda delivery_id: ctx.store.enqueue(

@@ -47,6 +47,8 @@ class Store(TaskRows, Catalogue, UsersAndSessions, ScheduleStore, Alerts):
         self._renew = client.register_script(scripts.RENEW)
         self._unlist_backup = client.register_script(scripts.UNLIST_BACKUP)
         self._relist_backup = client.register_script(scripts.RELIST_BACKUP)
+        self._hold_backup = client.register_script(scripts.HOLD_BACKUP)
+        self._update_listed_backup = client.register_script(scripts.UPDATE_LISTED_BACKUP)
         self._mark_requeued = client.register_script(scripts.MARK_REQUEUED)
         self._cancel = client.register_script(scripts.CANCEL)
         self._take_slot = client.register_script(scripts.TAKE_SLOT)

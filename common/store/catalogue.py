@@ -6,6 +6,7 @@ from typing import Any
 
 import redis
 
+from common.errors import BackupBusy
 from common.store.codec import (
     PREFIX,
     _decode_backup,
@@ -40,9 +41,18 @@ class Catalogue:
         return _decode_backup(row) if row else None
 
     def unlist_backup(self, backup_id: str) -> dict[str, Any] | None:
-        """Remove a stored backup from the list; its row, or None if it was not listed."""
-        flat = self._unlist_backup(keys=[self.backup_key(backup_id), f"{PREFIX}backups",
-                                         f"{PREFIX}backup-task:{backup_id}"], args=[backup_id])
+        """Remove a stored backup from the list; its row, or None if it was not listed.
+        BackupBusy while a task holds it (a rekey rewriting its file)."""
+        try:
+            flat = self._unlist_backup(
+                keys=[self.backup_key(backup_id), f"{PREFIX}backups",
+                      f"{PREFIX}backup-task:{backup_id}", self.hold_key(backup_id)],
+                args=[backup_id])
+        except redis.ResponseError as exc:
+            reason, _, holder = str(exc).partition(" ")
+            if reason != "BACKUPBUSY":
+                raise
+            raise BackupBusy(backup_id, holder) from None
         if not flat:
             return None
         return _decode_backup(dict(zip(flat[::2], flat[1::2], strict=True)))
@@ -54,6 +64,29 @@ class Catalogue:
         return bool(self._relist_backup(
             keys=[self.backup_key(row["id"]), f"{PREFIX}backups", f"{PREFIX}backups:pending"],
             args=[row["id"], row["generatedOn"], *fields]))
+
+    def unlist_unless_held(self, backup_id: str) -> dict[str, Any] | None:
+        """As unlist_backup, but None while a task holds it: retention and a catalogue
+        rebuild leave such a backup to a later run."""
+        try:
+            return self.unlist_backup(backup_id)
+        except BackupBusy:
+            return None
+
+    def hold_backup(self, backup_id: str, task_id: str, seconds: int) -> str:
+        """Hold a listed backup for the task that rewrites it: 'held', 'missing' when it is
+        not listed, or the id of another task that holds it. The task's end lets it go."""
+        return self._hold_backup(keys=[self.backup_key(backup_id), self.hold_key(backup_id)],
+                                 args=[task_id, seconds])
+
+    def backup_holder(self, backup_id: str) -> str | None:
+        """The task that holds the backup, if one does."""
+        return self.redis.get(self.hold_key(backup_id))
+
+    def update_listed_backup(self, backup_id: str, changes: dict[str, Any]) -> bool:
+        """Change fields of a listed backup's row; False when it is not listed."""
+        fields = _flatten({name: _scalar(value) for name, value in changes.items()})
+        return bool(self._update_listed_backup(keys=[self.backup_key(backup_id)], args=fields))
 
     def pending_backups(self) -> set[str]:
         """Backups whose task is writing them: not yet listed, not to be listed by others."""

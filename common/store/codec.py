@@ -95,8 +95,9 @@ def _flatten(mapping: dict[str, Any]) -> list[Any]:
 
 def _decode_backup(row: dict[str, str]) -> dict[str, Any]:
     backup: dict[str, Any] = dict(row)
-    for name in ("generatedOn", "size", "encrypted", "files", "sourceBytes"):
-        if name in backup:
+    for name in ("generatedOn", "size", "encrypted", "files", "sourceBytes", "checkedOn",
+                 "replicatedOn"):
+        if backup.get(name):
             backup[name] = int(backup[name])
     if "labels" in backup:
         backup["labels"] = json.loads(backup["labels"] or "{}")

@@ -235,7 +235,8 @@ return 1
 """
 
 # KEYS: task, secret, lease, pending set, backups zset, backup hash, backup->task,
-#       running tasks, user's running tasks, cancel flag, alert targets, alert events
+#       running tasks, user's running tasks, cancel flag, alert targets, alert events,
+#       the backup's hold (let go when the task holding it ends)
 # ARGV: target, allowed-from, now, ttl, result, resultType, error, backupId, generatedOn,
 #       then the backup row's field/value pairs when the finish stores a backup.
 # With alert targets configured, the task's end is an event for them, left in the same step.
@@ -255,6 +256,7 @@ redis.call('DEL', KEYS[2], KEYS[3], KEYS[10])
 local id = redis.call('HGET', KEYS[1], 'id')
 redis.call('SREM', KEYS[8], id)
 redis.call('SREM', KEYS[9], id)
+if redis.call('GET', KEYS[13]) == id then redis.call('DEL', KEYS[13]) end
 """ + _leave_alert_event(11, 12, "ARGV[1] .. ' ' .. id") + """
 if ARGV[8] ~= '' then
   redis.call('SREM', KEYS[4], ARGV[8])
@@ -282,12 +284,36 @@ return {'claimed', tostring(attempts)}
 """
 
 # Take a backup off the list (and free its quota slot and id) in one step; returns its row.
+# KEYS: backup hash, backups zset, backup->task, the backup's hold (a task rewriting it).
 UNLIST_BACKUP = """
 local row = redis.call('HGETALL', KEYS[1])
 if #row == 0 then return nil end
+local holder = redis.call('GET', KEYS[4])
+if holder then return redis.error_reply('BACKUPBUSY ' .. holder) end
 redis.call('DEL', KEYS[1], KEYS[3])
 redis.call('ZREM', KEYS[2], ARGV[1])
 return row
+"""
+
+# Hold a listed backup for the task that rewrites it (a rekey): while held, it is neither
+# unlisted (deleted, pruned) nor rewritten by another task. The same task may take it again
+# (a second attempt after its worker died); FINISH lets it go. KEYS: backup hash, hold.
+# ARGV: task id, seconds the hold lasts if its task never ends (a backstop only).
+# Returns 'held', 'missing' (not listed) or the id of the task that holds it.
+HOLD_BACKUP = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 'missing' end
+local holder = redis.call('GET', KEYS[2])
+if holder and holder ~= ARGV[1] then return holder end
+redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
+return 'held'
+"""
+
+# Change fields of a listed backup (its hash and size after a rekey); 0 when it is not listed.
+# KEYS: backup hash. ARGV: field/value pairs.
+UPDATE_LISTED_BACKUP = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV))
+return 1
 """
 
 # List a stored backup found in the storage (a catalogue rebuild): never over a listed one,

@@ -54,6 +54,10 @@ class TaskRows:
     def backup_key(backup_id: str) -> str:
         return f"{PREFIX}backup:{backup_id}"
 
+    @staticmethod
+    def hold_key(backup_id: str) -> str:
+        return f"{PREFIX}backup-hold:{backup_id}"
+
     # --- tasks -----------------------------------------------------------------------------
 
     def create_backup_task(self, task: TaskRow, backup_id: str, quota: int,
@@ -196,7 +200,7 @@ class TaskRows:
                 f"{PREFIX}backups:pending", f"{PREFIX}backups", self.backup_key(backup_id or "-"),
                 f"{PREFIX}backup-task:{backup_id or '-'}", RUNNING_KEY,
                 self._user_running_key(user or "-"), self._cancel_key(task_id),
-                alerts.CONFIG_KEY, alerts.EVENTS_KEY]
+                alerts.CONFIG_KEY, alerts.EVENTS_KEY, self.hold_key(backup_id or "-")]
         args = [target.value, _allowed_from(target), now_ms(), self.task_ttl,
                 _dump(result), result_type or "", _dump(error), backup_id,
                 (backup or {}).get("generatedOn", 0)]

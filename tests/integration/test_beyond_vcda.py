@@ -1,7 +1,8 @@
-"""Restore, verify, import, cancel, schedules and public-key backups on real workers."""
+"""Restore, verify, rekey, import, cancel, schedules and public-key backups on real workers."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -16,8 +17,10 @@ import zstandard
 
 from common.alerts import verify_signature
 from common.backupfile.format.age import AgeWriter, generate_x25519_identity
+from common.backupfile.io.hashing import format_sha512
 from tests.faults.conftest import write_random_tree
 from tests.integration.harness import RedisServer, Service, wait_until
+from tests.integration.test_backup_flow import age_decrypt_with_cli
 from tests.integration.trees import assert_same_tree, make_tree
 from tests.tools import require_tool
 from tests.webhooks import Receiver
@@ -249,3 +252,98 @@ def test_schedule_every_second_keeps_three_and_spares_manual_backups(svc):
     assert len(listed & scheduled) == 3
     assert manual["id"] in listed and manual["id"] in files
     assert files & scheduled == listed & scheduled
+
+
+NEW_PASSWORD = "rekeyed-Pa$$-43"
+
+
+def _payload(data: bytes) -> bytes:
+    """What follows the age header (its MAC line): the file key's encrypted payload."""
+    mac_line = data.index(b"\n--- ") + 1
+    return data[data.index(b"\n", mac_line) + 1:]
+
+
+def _age_opens(path: Path, passphrase: str, tmp_path: Path) -> bool:
+    try:
+        age_decrypt_with_cli(path, tmp_path / "opened.tar.zst", passphrase)
+    except AssertionError:
+        return False
+    return True
+
+
+def test_rekey_rewrites_the_header_only_and_age_opens_it_with_the_new_password_only(
+        svc, trees, tmp_path):
+    http = svc.login()
+    backup = _backup(svc, http, password=PASSWORD)
+    name = f"{backup['id']}.tar.zst.age"
+    before = svc.stored_file(name, tmp_path).read_bytes()
+    task = _run(svc, http, "POST", f"/backups/{backup['id']}/rekey", password=PASSWORD,
+                newPassword=NEW_PASSWORD)
+    assert (task["state"], task["resultType"]) == ("SUCCEEDED", "RekeyInfo"), task
+    assert task["result"]["previousHash"] == backup["hash"] != task["result"]["hash"]
+    listed = {b["id"]: b for b in http.get(f"{svc.url}/backups").json()}[backup["id"]]
+    assert listed["hash"] == task["result"]["hash"]
+    (tmp_path / "after").mkdir()
+    after = svc.stored_file(name, tmp_path / "after")
+    assert format_sha512(hashlib.sha512(after.read_bytes()).digest()) == listed["hash"]
+    assert _payload(after.read_bytes()) == _payload(before)
+    assert _age_opens(after, NEW_PASSWORD, tmp_path)
+    assert not _age_opens(after, PASSWORD, tmp_path)
+    old_key = _run(svc, http, "POST", f"/backups/{backup['id']}/restore", password=PASSWORD)
+    assert old_key["error"]["code"] == "WrongPassword", old_key
+    restored = _run(svc, http, "POST", f"/backups/{backup['id']}/restore",
+                    password=NEW_PASSWORD)
+    assert_same_tree(trees["tree"], Path(restored["result"]["path"]) / "tree")
+
+
+def test_rekey_to_recipients_and_refusals(svc, tmp_path):
+    http = svc.login()
+    backup = _backup(svc, http, password=PASSWORD)
+    identity, recipient = generate_x25519_identity()
+    wrong = _run(svc, http, "POST", f"/backups/{backup['id']}/rekey", password="not-it",
+                 newRecipients=[recipient])
+    assert wrong["error"]["code"] == "WrongPassword", wrong
+    task = _run(svc, http, "POST", f"/backups/{backup['id']}/rekey", password=PASSWORD,
+                newRecipients=[recipient])
+    assert task["state"] == "SUCCEEDED", task
+    path = svc.stored_file(f"{backup['id']}.tar.zst.age", tmp_path)
+    assert pyrage.decrypt(path.read_bytes(), [pyrage.x25519.Identity.from_str(identity)])
+    plain = _backup(svc, http)
+    refused = http.post(f"{svc.url}/backups/{plain['id']}/rekey",
+                        json={"newPassword": NEW_PASSWORD})
+    assert (refused.status_code, refused.json()["code"]) == (409, "BackupNotEncrypted")
+
+
+def test_a_scheduled_check_marks_a_damaged_backup_and_alerts(svc):
+    http = svc.login()
+    good, damaged = _backup(svc, http, password=PASSWORD), _backup(svc, http)
+    name = f"{damaged['id']}.tar.zst"
+    data = bytearray(svc.stored_bytes(name))
+    data[len(data) // 2] ^= 0x01
+    svc.overwrite_stored(name, bytes(data))
+    receiver = Receiver()
+    try:
+        targets = {"targets": [{"url": receiver.url, "events": ["task.failed"]}]}
+        assert http.put(f"{svc.url}/alerts/config", json=targets).status_code == 200
+        assert http.put(f"{svc.url}/backups/checks",
+                        json={"intervalSeconds": 1}).status_code == 200
+
+        def listed():
+            return {b["id"]: b for b in http.get(f"{svc.url}/backups").json()}
+
+        wait_until(lambda: listed()[damaged["id"]].get("integrity") == "damaged", 30,
+                   "the damaged backup marked")
+        assert http.put(f"{svc.url}/backups/checks", json={"enabled": False}).status_code == 200
+        wait_until(lambda: listed()[good["id"]].get("integrity") == "hash-ok", 30,
+                   "the good backup checked")
+        def alerts_of_damaged():
+            return [event for event in (json.loads(body) for _, body, _ in receiver.got)
+                    if event["task"]["workflowInfo"]["resourceId"] == damaged["id"]]
+
+        (event, *_) = wait_until(alerts_of_damaged, 10, "the failed check's alert")
+        assert (event["task"]["workflowInfo"]["type"], event["task"]["user"],
+                event["task"]["error"]["code"]) == ("verify", "scheduler", "BackupCorrupted")
+    finally:
+        http.put(f"{svc.url}/backups/checks", json={"enabled": False})
+        http.put(f"{svc.url}/alerts/config", json={"targets": []})
+        receiver.close()

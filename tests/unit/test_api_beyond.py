@@ -6,6 +6,8 @@ import uuid
 import pytest
 
 from common.backupfile.format.age import encrypt_bytes, generate_x25519_identity
+from common.backupfile.io.folder import FolderStorage
+from common.backupfile.io.mirrored import MirroredStorage
 from common.tasks import new_backup_task
 from tests.conftest import login, queued
 
@@ -19,7 +21,7 @@ def listed(settings, store):
     (settings.backup_dir / f"{backup_id}.tar.zst.age").write_bytes(b"age")
     info = {"id": backup_id, "generatedOn": 1, "hash": "SHA-512:00"}
     store.succeed(row.id, info, "BackupInfo",
-                  backup={**info, "file": f"{backup_id}.tar.zst.age", "size": 3})
+                  backup={**info, "file": f"{backup_id}.tar.zst.age", "size": 3, "encrypted": 1})
     return backup_id
 
 
@@ -143,3 +145,87 @@ def test_labels_are_kept_on_the_task_and_filter_the_listing(client, store):
 def test_bad_labels_are_400(client, labels):
     response = client.post("/backups", json={"labels": labels}, headers=login(client))
     assert response.status_code == 400, labels
+
+
+def test_rekey_starts_a_task_with_the_keys_sealed_and_new_recipients_on_the_row(
+        client, listed, store):
+    headers = login(client)
+    response = client.post(f"/backups/{listed}/rekey",
+                           json={"password": "old-pw-1", "newPassword": "new-pw-2"},
+                           headers=headers)
+    assert response.status_code == 202
+    task = response.get_json()
+    assert queued(store)[-1] == ("h4.backup.rekey", [task["id"]])
+    sealed = store.redis.get(f"h4:task:{task['id']}:secret")
+    assert sealed and "old-pw-1" not in sealed and "new-pw-2" not in sealed
+    _, recipient = generate_x25519_identity()
+    store.fail(task["id"], {"code": "X"})
+    task = client.post(f"/backups/{listed}/rekey",
+                       json={"password": "old-pw-1", "newRecipients": [recipient]},
+                       headers=headers).get_json()
+    assert store.get_task(task["id"]).recipients == [recipient]
+
+
+@pytest.mark.parametrize("body", [
+    {"password": "p"},  # no new key
+    {"password": "p", "newPassword": "n", "newRecipients": ["age1x"]},
+    {"password": "p", "newRecipients": ["age1nope"]},
+    {"password": "p", "newPassword": ""},
+    {"password": "p", "newPassword": "n", "newpassword": "n"},
+])
+def test_rekey_without_exactly_one_good_new_key_is_400(client, listed, body):
+    response = client.post(f"/backups/{listed}/rekey", json=body, headers=login(client))
+    assert response.status_code == 400 and response.get_json()["code"] == "BadUserInput"
+
+
+def test_rekey_of_a_plain_backup_or_a_held_one_is_409(client, listed, settings, store):
+    headers = login(client)
+    store.update_listed_backup(listed, {"encrypted": 0})
+    plain = client.post(f"/backups/{listed}/rekey",
+                        json={"newPassword": "n"}, headers=headers).get_json()
+    assert plain["code"] == "BackupNotEncrypted"
+    store.update_listed_backup(listed, {"encrypted": 1})
+    first = client.post(f"/backups/{listed}/rekey", json={"password": "p", "newPassword": "n"},
+                        headers=headers).get_json()
+    store.hold_backup(listed, first["id"], 60)
+    for method, path in (("post", f"/backups/{listed}/rekey"), ("delete", f"/backups/{listed}")):
+        refused = getattr(client, method)(path, json={"password": "p", "newPassword": "m"},
+                                          headers=headers)
+        assert refused.status_code == 409 and refused.get_json()["code"] == "BackupBusy"
+    assert store.get_backup(listed) is not None
+
+
+def test_check_schedule_round_trips_and_refuses_nonsense(client):
+    headers = login(client)
+    assert client.get("/backups/checks", headers=headers).get_json()["enabled"] is False
+    config = {"enabled": True, "cron": "0 3 * * 0", "full": True}
+    put = client.put("/backups/checks", json=config, headers=headers)
+    assert put.status_code == 200
+    assert client.get("/backups/checks", headers=headers).get_json() == {
+        **config, "intervalSeconds": None}
+    for bad in ({"intervalSeconds": 0}, {"cron": "soon"},
+                {"intervalSeconds": 60, "cron": "0 3 * * *"},
+                {"intervalSeconds": 3600, "identity": "AGE-SECRET-KEY-1"}):
+        refused = client.put("/backups/checks", json=bad, headers=headers)
+        assert refused.get_json()["code"] == "BadUserInput", bad
+    assert client.put("/backups/checks", json={"enabled": False},
+                      headers=headers).status_code == 200
+
+
+def test_the_listing_says_how_the_last_check_went_and_where_copies_are(
+        client, listed, store, app, tmp_path):
+    headers = login(client)
+    (row,) = client.get("/backups", headers=headers).get_json()
+    assert set(row) == {"id", "generatedOn", "hash"}  # a vCDA client's listing, unchanged
+    store.update_listed_backup(listed, {"integrity": "damaged", "checkedOn": 5,
+                                        "replicaHash": "SHA-512:00"})
+    services = app.extensions["h4"]
+    services.storage = MirroredStorage(services.storage, FolderStorage(tmp_path / "replica"))
+    (row,) = client.get("/backups", headers=headers).get_json()
+    assert (row["integrity"], row["checkedOn"], row["heldIn"]) == (
+        "damaged", 5, ["primary", "replica"])
+
+
+def test_copy_without_a_replica_is_409(client, listed):
+    response = client.post(f"/backups/{listed}/copy", headers=login(client))
+    assert (response.status_code, response.get_json()["code"]) == (409, "NoReplica")

@@ -20,6 +20,7 @@ from cli.progress import PercentEta, TaskProgress, status_line
 from cli.remote import Api
 from cli.session import Session, load_session, save_session
 from cli.transfer import Target, download, vcda_hash
+from common.backupfile.format.age import generate_x25519_identity
 from common.backupfile.io.hashing import plain_hex
 from tests.unit import cli_fake_service
 from tests.unit.cli_fake_service import BACKUP_ID, CONTENT, GOOD_HASH, TOKEN, task
@@ -322,3 +323,39 @@ def test_alert_targets_are_set_from_the_command_line(fake, capsys):
                                                "events": events}],
                                   "overdueAfterSeconds": None}
     assert "2 target(s) set" in capsys.readouterr().err
+
+
+def test_rekey_sends_the_old_and_the_new_key_from_files(fake, tmp_path, capsys):
+    fake["part_b"] = True
+    (tmp_path / "old").write_text("old-secret\n")
+    (tmp_path / "new").write_text("new-secret\n")
+    _, recipient = generate_x25519_identity()
+    identity, _ = generate_x25519_identity()
+    (tmp_path / "key.txt").write_text(f"# created: today\n{identity}\n")
+    assert main(["backup", "rekey", BACKUP_ID, "--password-file", str(tmp_path / "old"),
+                 "--new-password-file", str(tmp_path / "new")]) == errors.OK
+    assert main(["backup", "rekey", BACKUP_ID, "--identity-file", str(tmp_path / "key.txt"),
+                 "--new-recipient", recipient]) == errors.OK
+    assert main(["backup", "copy", BACKUP_ID]) == errors.OK
+    assert fake["bodies"] == [{"password": "old-secret", "newPassword": "new-secret"},
+                              {"identity": identity, "newRecipients": [recipient]}, {}]
+    assert "secret" not in capsys.readouterr().out
+
+
+def test_rekey_without_a_new_key_is_a_usage_error(fake, tmp_path, monkeypatch):
+    fake["part_b"] = True
+    monkeypatch.delenv("H4_NEW_BACKUP_PASSWORD", raising=False)
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    (tmp_path / "old").write_text("old-secret\n")
+    assert main(["backup", "rekey", BACKUP_ID, "--password-file",
+                 str(tmp_path / "old")]) == errors.USAGE
+    assert fake["bodies"] == []
+
+
+def test_checks_set_sends_the_schedule(fake, capsys):
+    fake["part_b"] = True
+    assert main(["checks", "set", "--every", "86400", "--full"]) == errors.OK
+    assert main(["checks", "set", "--off"]) == errors.OK
+    assert fake["bodies"][-2:] == [
+        {"enabled": True, "intervalSeconds": 86400, "cron": None, "full": True},
+        {"enabled": False, "intervalSeconds": None, "cron": None, "full": False}]

@@ -9,6 +9,8 @@ import pytest
 from api.schemas import RESULT_SCHEMAS, ApiTaskSchema, result_schema
 from cli import task_view
 from common import kinds
+from common.backupfile.io.folder import FolderStorage
+from common.backupfile.io.mirrored import MirroredStorage
 from common.kinds import (
     FORMATS,
     KINDS,
@@ -52,7 +54,7 @@ def test_rows_no_worker_runs_have_no_kind():
 def _sample(kind: TaskKind) -> dict:
     """A result with every declared field, and one the kind does not declare."""
     values = {"string": "s", "uuid": str(uuid.uuid4()), "integer": 7, "boolean": True,
-              "labels": {"env": "prod"}}
+              "labels": {"env": "prod"}, "strings": ["primary", "replica"]}
     return {**{f.name: values[f.type] for f in kind.result}, "undeclared": 1}
 
 
@@ -147,7 +149,8 @@ def listed(settings, store):
     (settings.backup_dir / f"{backup_id}.tar.zst.age").write_bytes(b"age")
     info = {"id": backup_id, "generatedOn": 1, "hash": "SHA-512:00"}
     store.succeed(row.id, info, "BackupInfo",
-                  backup={**info, "file": f"{backup_id}.tar.zst.age", "size": 3})
+                  backup={**info, "file": f"{backup_id}.tar.zst.age", "size": 3,
+                          "encrypted": 1})
     return backup_id
 
 
@@ -163,9 +166,18 @@ def _secret(app, store, task_id: str) -> dict:
     return json.loads(app.extensions["h4"].sealer.open(sealed, task_id)) if sealed else {}
 
 
+# What each kind's route takes, its secrets included; the rest take the backup's password.
+BODIES = {"rekey": {"password": "Pa$$w0rD!-kinds", "newPassword": "n3w-Pa$$w0rD!"},
+          "copy": {}}
+
+
 @pytest.mark.parametrize("name", KINDS)
-def test_rows_the_api_writes_carry_the_kinds_arguments(app, client, store, listed, name):
-    kind, body = KINDS[name], {"password": "Pa$$w0rD!-kinds"}
+def test_rows_the_api_writes_carry_the_kinds_arguments(app, client, store, listed, name,
+                                                       tmp_path):
+    kind, body = KINDS[name], BODIES.get(name, {"password": "Pa$$w0rD!-kinds"})
+    services = app.extensions["h4"]
+    # The copy route needs a replica to copy to.
+    services.storage = MirroredStorage(services.storage, FolderStorage(tmp_path / "replica"))
     task_id = _started(client, listed, name, body)
     row, secret = store.get_task(task_id), _secret(app, store, task_id)
     in_row = [a.name for a in kind.arguments if not a.sealed and not a.optional]

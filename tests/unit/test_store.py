@@ -3,8 +3,9 @@ import json
 import pytest
 
 from common.celery_app import TaskMessage
+from common.errors import BackupBusy
 from common.states import FINAL_STATES, TaskState, can_move
-from common.tasks import new_backup_task
+from common.tasks import new_backup_task, new_task
 
 
 def _create(store, backup_id="b1", quota=10, user="admin"):
@@ -229,3 +230,50 @@ def test_session_with_a_missing_task_gives_no_task(store):
     store.create_session("d1", "admin", ["ADMINISTRATORS"], idle=30)
     session, task = store.touch_session_and_get_task("d1", 30, "no-such-task")
     assert session["user"] == "admin" and task is None
+
+
+def _listed(store, backup_id="b1"):
+    row, _ = _create(store, backup_id)
+    store.succeed(row.id, {"id": backup_id}, "BackupInfo",
+                  backup={"id": backup_id, "generatedOn": 1, "hash": "SHA-512:00",
+                          "file": f"{backup_id}.tar.zst.age", "size": 9})
+
+
+def _rekey_task(store, backup_id="b1"):
+    row = new_task("admin", "rekey", "backup", backup_id, backup_id=backup_id)
+    store.create_task(row)
+    return row
+
+
+def test_a_held_backup_is_neither_unlisted_nor_taken_by_another_task(store):
+    _listed(store)
+    first, second = _rekey_task(store), _rekey_task(store)
+    assert store.hold_backup("b1", first.id, 60) == "held"
+    assert store.hold_backup("b1", first.id, 60) == "held"  # its own second attempt
+    assert store.hold_backup("b1", second.id, 60) == first.id
+    with pytest.raises(BackupBusy):
+        store.unlist_backup("b1")
+    assert store.unlist_unless_held("b1") is None
+    assert [b["id"] for b in store.list_backups()] == ["b1"]
+    assert store.hold_backup("missing", first.id, 60) == "missing"
+
+
+def test_the_hold_goes_when_its_task_ends_and_only_then(store):
+    _listed(store)
+    holder, other = _rekey_task(store), _rekey_task(store)
+    store.hold_backup("b1", holder.id, 60)
+    store.fail(other.id, {"code": "X"})  # another task of the same backup ends
+    assert store.backup_holder("b1") == holder.id
+    store.succeed(holder.id, None, None)
+    assert store.backup_holder("b1") is None
+    assert store.unlist_backup("b1")["id"] == "b1"
+
+
+def test_update_listed_backup_changes_a_listed_row_only(store):
+    _listed(store)
+    assert store.update_listed_backup("b1", {"hash": "SHA-512:11", "size": 10})
+    assert {k: store.get_backup("b1")[k] for k in ("hash", "size")} == {
+        "hash": "SHA-512:11", "size": 10}
+    store.unlist_backup("b1")
+    assert not store.update_listed_backup("b1", {"hash": "SHA-512:22"})
+    assert store.get_backup("b1") is None

@@ -56,8 +56,6 @@ def secrets_of(ctx: WorkerContext, task: Task) -> dict[str, str]:
     return secret
 
 
-
-
 def listed_backup(ctx: WorkerContext, task: Task) -> dict[str, Any]:
     """The catalogue row of the backup a restore or verify reads."""
     backup_id = backup_id_of(task)
@@ -75,9 +73,11 @@ def backup_id_of(task: Task) -> str:
     return task.backup_id
 
 
-def opening_keys(ctx: WorkerContext, task: Task) -> dict[str, Any]:
-    """The password or identity of the task, as RestoreJob and VerifyJob take them."""
-    secret = secrets_of(ctx, task)
+def opening_keys(ctx: WorkerContext, task: Task,
+                 secret: dict[str, str] | None = None) -> dict[str, Any]:
+    """The password or identity of the task, as RestoreJob, VerifyJob and RekeyJob take them;
+    from `secret` when the caller opened it already."""
+    secret = secrets_of(ctx, task) if secret is None else secret
     identity = secret.get("identity")
     return {"passphrase": secret.get("password"), "identities": (identity,) if identity else (),
             "max_work_factor": max(MAX_READ_WORK_FACTOR, ctx.settings.scrypt_work_factor)}

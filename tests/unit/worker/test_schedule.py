@@ -3,6 +3,7 @@ scheduled backups; Celery's tick lines demoted to DEBUG."""
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import replace
 
@@ -294,3 +295,52 @@ def test_tick_at_debug_drops_a_demoted_line_when_its_logger_is_above_debug(debug
     debug_logger.setLevel(logging.INFO)
     record = _record(debug_logger, logging.INFO, "scheduled-backups", SCHEDULE_TICK)
     assert not schedule.TickAtDebug().filter(record)
+
+
+# --- scheduled integrity checks --------------------------------------------------------------
+
+def _list(store, backup_id: str, encrypted: bool) -> None:
+    row = new_backup_task("admin", backup_id, encrypted=encrypted)
+    store.create_backup_task(row, backup_id, 10, None, 60)
+    store.succeed(row.id, {"id": backup_id}, "BackupInfo", backup={
+        "id": backup_id, "generatedOn": 1, "hash": "SHA-512:00", "size": 3,
+        "file": f"{backup_id}.tar.zst", "encrypted": int(encrypted)})
+
+
+@pytest.fixture
+def identity_file(tmp_path):
+    identity, _ = generate_x25519_identity()
+    path = tmp_path / "check-identity.txt"
+    path.write_text(f"# created: 2026-12-07\n# public key: age1...\n{identity}\n")
+    return path, identity
+
+
+def test_a_due_check_verifies_every_listed_backup_once(starter, store, sealer,
+                                                        identity_file):
+    path, identity = identity_file
+    _list(store, "plain", encrypted=False)
+    _list(store, "sealed", encrypted=True)
+    store.put_check_schedule({"enabled": True, "intervalSeconds": 3600, "full": True})
+    assert schedule.check_tick(starter, path, now=int(store.check_last_run()) + 1000) == []
+    started = schedule.check_tick(starter, path, now=NOW)
+    assert schedule.check_tick(starter, path, now=NOW + 1) == []  # the slot is taken
+    rows = {store.get_task(task_id).backup_id: store.get_task(task_id) for task_id in started}
+    assert sorted(rows) == ["plain", "sealed"]
+    assert {(r.type, r.user, r.kind) for r in rows.values()} == {
+        ("verify", schedule.SCHEDULER_USER, "scheduled")}
+    assert store.sealed_password(rows["plain"].id) is None
+    sealed = store.sealed_password(rows["sealed"].id)
+    assert identity not in sealed
+    assert json.loads(sealer.open(sealed, rows["sealed"].id)) == {"identity": identity}
+    assert [name for name, _ in queued(store)] == ["h4.backup.verify"] * 2
+
+
+def test_a_check_without_full_or_without_the_file_reads_the_hash_only(starter, store, tmp_path,
+                                                                       caplog):
+    _list(store, "sealed", encrypted=True)
+    store.put_check_schedule({"enabled": True, "intervalSeconds": 3600, "full": True})
+    started = schedule.check_tick(starter, tmp_path / "missing.txt", now=NOW)
+    assert store.sealed_password(started[0]) is None
+    assert "H4_CHECK_IDENTITY_FILE" in caplog.text
+    store.put_check_schedule({"enabled": False, "intervalSeconds": 60})
+    assert schedule.check_tick(starter, None, now=NOW * 2) == []

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
-from common.errors import BackupNotFound
+from common.backupfile.format.age import generate_x25519_identity
+from common.errors import BackupCorrupted, BackupNotFound
 from common.kinds import VERIFY
+from common.tasks import new_task
 from tests.unit.worker.jobs.conftest import PASSWORD, SOURCE_BYTES, SOURCE_FILES, Recorder
 from worker.jobs import verify as verify_job
 
@@ -40,3 +44,45 @@ def test_verify_without_the_password_checks_the_hash_only_and_counts_nothing(
 def test_verify_of_a_backup_that_is_not_listed_raises_backup_not_found(ctx, reading_task):
     with pytest.raises(BackupNotFound):
         verify_job.run(ctx, reading_task("verify", backup_id="never-stored"), Recorder())
+
+
+def _listed(ctx, backup_id="b1"):
+    return ctx.store.get_backup(backup_id)
+
+
+def test_a_verify_marks_the_listing_with_what_it_read(ctx, reading_task, password_backup):
+    verify_job.run(ctx, reading_task("verify"), Recorder())
+    assert _listed(ctx)["integrity"] == "hash-ok" and _listed(ctx)["checkedOn"] > 0
+    verify_job.run(ctx, reading_task("verify", secret={"password": PASSWORD}), Recorder())
+    assert _listed(ctx)["integrity"] == "verified"
+
+
+def test_a_damaged_backup_fails_its_verify_and_is_marked_damaged(ctx, reading_task,
+                                                                 password_backup, storage):
+    path = storage.folder / password_backup.backup["file"]
+    data = bytearray(path.read_bytes())
+    data[-100] ^= 1
+    path.write_bytes(bytes(data))
+    with pytest.raises(BackupCorrupted):
+        verify_job.run(ctx, reading_task("verify"), Recorder())
+    assert _listed(ctx)["integrity"] == "damaged"
+
+
+def test_a_scheduled_check_reads_the_hash_only_where_its_identity_does_not_open(
+        ctx, starter, store, password_backup):
+    identity, _ = generate_x25519_identity()
+    row = replace(new_task("scheduler", "verify", "backup", "b1", backup_id="b1"),
+                  kind="scheduled")
+    starter.follow_up(row, {"identity": identity})
+    result = verify_job.run(ctx, store.get_task(row.id), Recorder()).result
+    assert (result["hashOk"], result["contentChecked"]) == (True, False)
+
+
+def test_a_verify_that_read_a_file_rekeyed_under_it_checks_it_again(
+        ctx, reading_task, password_backup, monkeypatch):
+    """The listing it started from had the hash from before a rekey; the file had changed."""
+    real = ctx.store.get_backup("b1")
+    seen = iter([{**real, "hash": "SHA-512:" + ":".join(["00"] * 64)}, real])
+    monkeypatch.setattr(verify_job, "listed_backup", lambda _ctx, _task: next(seen))
+    result = verify_job.run(ctx, reading_task("verify"), Recorder()).result
+    assert result["hashOk"] and ctx.store.get_backup("b1")["integrity"] == "hash-ok"

@@ -1,0 +1,62 @@
+"""A copy: a listed backup and its record brought to the replica store, the copy proved by its
+SHA-512 as the replica holds it; the listing then names both stores."""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+
+from common.backupfile.io.mirrored import MirroredStorage
+from common.backupfile.io.progress import Reporter
+from common.backupfile.io.replicate import CopyJob, copy_backup
+from common.clock import now_ms
+from common.errors import BackupNotFound, GeneralServerFailure, H4Error
+from common.kinds import COPY
+from common.records import record_of
+from common.tasks import new_task
+from worker.context import WorkerContext
+from worker.jobs.base import Finish, Task, listed_backup
+from worker.retry import patiently
+
+log = logging.getLogger("h4backup.worker")
+
+
+def run(ctx: WorkerContext, task: Task, reporter: Reporter) -> Finish:
+    storage = mirrored(ctx)
+    listed = listed_backup(ctx, task)
+    size = copy_backup(CopyJob(backup_id=listed["id"], source=storage.primary,
+                               target=storage.replica, file_name=listed["file"],
+                               expected_hash=listed["hash"]), reporter)
+    # The record too: the replica alone is enough to list the backup again.
+    record = storage.primary.read_record(listed["id"]) or record_of(
+        listed, user=task.user, operation_id=task.operation_id)
+    storage.replica.write_record(listed["id"], record, replace=True)
+    if not patiently(lambda: ctx.store.update_listed_backup(
+            listed["id"], {"replicatedOn": now_ms(), "replicaHash": listed["hash"]})):
+        # Deleted meanwhile: its copy must not outlive it.
+        storage.replica.delete_backup(listed["id"], listed["file"])
+        raise BackupNotFound(listed["id"])
+    return Finish({"backupId": listed["id"], "hash": listed["hash"],
+                   "replica": storage.replica.location, "bytes": size})
+
+
+def mirrored(ctx: WorkerContext) -> MirroredStorage:
+    if not isinstance(ctx.storage, MirroredStorage):
+        raise GeneralServerFailure(msg="No replica store is configured (H4_REPLICA).")
+    return ctx.storage
+
+
+def start_copy(ctx: WorkerContext, task: Task, backup_id: str) -> None:
+    """With a replica configured, queue the copy of a backup that changed (a new one, a
+    rekeyed one) as its own task, on behalf of the task's user."""
+    if not isinstance(ctx.storage, MirroredStorage) or ctx.message_for is None:
+        return
+    row = new_task(task.user, COPY.name, "backup", backup_id,
+                   operation_id=task.operation_id, backup_id=backup_id)
+    try:
+        patiently(lambda: ctx.starter().follow_up(row))
+    except (H4Error, redis.RedisError) as error:
+        # The backup stands; its listing shows no replica, and POST /backups/{id}/copy
+        # makes the copy by hand.
+        log.error("could not start the copy of backup %s to the replica: %s", backup_id, error)
