@@ -14,6 +14,9 @@ from common.store import Store
 
 log = logging.getLogger("h4backup.worker")
 
+# How often the overdue check reads the listing: an alert about hours or days of silence
+# loses nothing by being a minute late.
+OVERDUE_CHECK_SECONDS = 60
 # Sends the Celery message of one delivery, by its id.
 SendDelivery = Callable[[str], None]
 
@@ -39,8 +42,9 @@ def _overdue(store: Store, send_delivery: SendDelivery, config: dict, now: int) 
     been listed for `overdueAfterSeconds` (counted from the schedule's setting before the
     first one)."""
     after = config.get("overdueAfterSeconds")
-    schedule = store.get_schedule() or {}
-    if not after or not schedule.get("enabled"):
+    if not after or not store.overdue_check_due(OVERDUE_CHECK_SECONDS):
+        return 0
+    if not (store.get_schedule() or {}).get("enabled"):
         return 0
     newest = next((b for b in store.list_backups() if b.get("kind") == "scheduled"), None)
     since = int(newest["generatedOn"]) if newest else store.schedule_since()

@@ -38,6 +38,12 @@ class Alerts:
     def add_alert_event(self, event: str, subject: str) -> None:
         self.redis.rpush(EVENTS_KEY, f"{event} {subject}")
 
+    def overdue_check_due(self, every_seconds: int) -> bool:
+        """True at most once per `every_seconds` across all workers: the overdue check reads
+        the backup listing, which the one-second tick must not do each time."""
+        return bool(self.redis.set(f"{PREFIX}alerts:overdue-checked", "1", nx=True,
+                                   ex=every_seconds))
+
     def note_overdue(self, episode: str) -> bool:
         """True the first time `episode` (what the last scheduled backup was) is noted: an
         overdue schedule alerts once, until a new scheduled backup ends the episode."""

@@ -134,6 +134,12 @@ def test_a_refused_scheduled_run_is_an_event_too(store):
     assert store.take_alert_events() == [("FAILED", refused.id)]
 
 
+def _dispatch_a_minute_later(store, sent: list[str]) -> int:
+    """The overdue check runs at most once a minute: here the minute has passed."""
+    store.redis.delete("h4:alerts:overdue-checked")
+    return worker_alerts.dispatch(store, sent.append)
+
+
 def test_an_overdue_schedule_alerts_once_until_a_new_scheduled_backup(store, monkeypatch):
     store.put_schedule({"enabled": True, "intervalSeconds": 3600, "keepLast": 3})
     store.put_alerts({"targets": [{"url": "http://a/", "events": ["backup.overdue"]},
@@ -142,10 +148,10 @@ def test_an_overdue_schedule_alerts_once_until_a_new_scheduled_backup(store, mon
     since = store.schedule_since()
     sent: list[str] = []
     monkeypatch.setattr(worker_alerts, "now_ms", lambda: since + 7_199_000)
-    assert worker_alerts.dispatch(store, sent.append) == 0
+    assert _dispatch_a_minute_later(store, sent) == 0
     monkeypatch.setattr(worker_alerts, "now_ms", lambda: since + 7_201_000)
-    assert worker_alerts.dispatch(store, sent.append) == 1
-    assert worker_alerts.dispatch(store, sent.append) == 0  # once per episode
+    assert _dispatch_a_minute_later(store, sent) == 1
+    assert _dispatch_a_minute_later(store, sent) == 0  # once per episode
     delivery = alerts.Delivery.from_json(store.delivery(sent[0]))
     body = json.loads(delivery.body)
     assert (delivery.url, body["event"], body["task"]) == ("http://a/", "backup.overdue", None)
@@ -158,7 +164,20 @@ def test_an_overdue_schedule_alerts_once_until_a_new_scheduled_backup(store, mon
         "size": 1, "kind": "scheduled"})
     store.take_alert_events()
     monkeypatch.setattr(worker_alerts, "now_ms", lambda: since + 2 * 7_200_000 + 1_000)
-    assert worker_alerts.dispatch(store, sent.append) == 1  # a new episode: overdue again
+    assert _dispatch_a_minute_later(store, sent) == 1  # a new episode: overdue again
     store.put_schedule({"enabled": False, "intervalSeconds": 3600})
     monkeypatch.setattr(worker_alerts, "now_ms", lambda: since + 10 * 7_200_000)
-    assert worker_alerts.dispatch(store, sent.append) == 0  # no schedule, nothing is due
+    assert _dispatch_a_minute_later(store, sent) == 0  # no schedule, nothing is due
+
+
+def test_the_overdue_check_reads_the_listing_at_most_once_a_minute(store, monkeypatch):
+    store.put_schedule({"enabled": True, "intervalSeconds": 3600})
+    store.put_alerts({"targets": [{"url": "http://a/", "events": ["backup.overdue"]}],
+                      "overdueAfterSeconds": 7200})
+    reads = []
+    listing = store.list_backups
+    monkeypatch.setattr(store, "list_backups", lambda: reads.append(1) or listing())
+    for _ in range(5):
+        worker_alerts.dispatch(store, [].append)
+    assert len(reads) == 1
+    assert store.redis.ttl("h4:alerts:overdue-checked") == worker_alerts.OVERDUE_CHECK_SECONDS
