@@ -13,6 +13,7 @@ from common.celery_app import QUEUE, make_celery
 from common.config import load_settings
 from common.store import Store
 from tests.integration.conftest_objectstore import object_store  # noqa: F401 - one store a session
+from tests.integration.harness import join_background_stops
 
 ADMIN_PASSWORD = "admin-secret-Pa$$"
 
@@ -26,6 +27,14 @@ def decode_message(payload: str) -> tuple[str, list]:
     envelope = json.loads(payload)
     args, _kwargs, _embed = json.loads(base64.b64decode(envelope["body"]))
     return envelope["headers"]["task"], args
+
+
+@pytest.fixture(autouse=True, scope="session")
+def background_stops_joined():
+    """Every service a teardown left stopping in the background is stopped by the session's
+    end (tests.integration.harness.stop_in_background)."""
+    yield
+    join_background_stops()
 
 
 @pytest.fixture

@@ -45,7 +45,14 @@ from tests.deploy import (
     raw_compose,
 )
 from tests.deploy.test_compose_s3 import S3_CLIENTS, S3_SECRETS, STORE, merge, merged_model, raw_s3
-from tests.integration.harness import REPO, VENDOR_JSON, RedisServer, free_port, wait_until
+from tests.integration.harness import (
+    REPO,
+    VENDOR_JSON,
+    RedisServer,
+    free_port,
+    stop_in_background,
+    wait_until,
+)
 from tests.integration.objectstore import unique_bucket_name
 from tests.tools import require_tool
 
@@ -256,8 +263,7 @@ def running_topology(tmp_path: Path, **options) -> Iterator[Topology]:
     try:
         yield running
     finally:
-        running.stop()
-        redis_server.stop()
+        stop_in_background(running, redis_server)
 
 
 @pytest.fixture

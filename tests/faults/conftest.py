@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from tests.integration.harness import RedisServer, Service
+from tests.integration.harness import RedisServer, Service, stop_in_background
 
 # Short leases so a dead worker is noticed in seconds; a cheap scrypt so many backups are quick.
 FAST_FAULTS = {"H4_LEASE_SECONDS": "3", "H4_SCRYPT_WORK_FACTOR": "10"}
@@ -27,8 +27,7 @@ def make_service(tmp_path):
 
     yield start
     for service, redis_server in running:
-        service.stop()
-        redis_server.stop()
+        stop_in_background(service, redis_server)
 
 
 def write_random_tree(root, total_bytes: int, file_bytes: int = 16 * 1024 * 1024):

@@ -17,7 +17,7 @@ GUARD = "/etc/passwd"
 
 @pytest.fixture(scope="module")
 def hostile_service(tmp_path_factory):
-    from tests.integration.harness import RedisServer, Service
+    from tests.integration.harness import RedisServer, Service, stop_in_background
 
     root = tmp_path_factory.mktemp("hostile")
     redis_server = RedisServer(root / "redis").start()
@@ -25,8 +25,7 @@ def hostile_service(tmp_path_factory):
                       {"tree": make_tree(root / "tree", files=10)},
                       extra_env={"H4_SCRYPT_WORK_FACTOR": "10"}).start(workers=1)
     yield service
-    service.stop()
-    redis_server.stop()
+    stop_in_background(service, redis_server)
 
 
 def _is_api_error(response: requests.Response, status: int) -> bool:

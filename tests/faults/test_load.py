@@ -11,7 +11,13 @@ import time
 import pytest
 import requests
 
-from tests.integration.harness import REPO, free_port, redis_contents, wait_until
+from tests.integration.harness import (
+    REPO,
+    free_port,
+    redis_contents,
+    stop_in_background,
+    wait_until,
+)
 
 pytestmark = pytest.mark.faults
 
@@ -101,7 +107,7 @@ def test_load_run_loses_nothing_duplicates_nothing_and_leaks_no_password(make_se
     try:
         _load_and_check(service, flower, tmp_path)
     finally:
-        flower.stop()
+        stop_in_background(flower)  # before the service and its Redis (see make_service)
 
 
 def _load_and_check(service, flower, tmp_path) -> None:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.harness import RedisServer, Service
+from tests.integration.harness import RedisServer, Service, stop_in_background
 from tests.integration.objectstore import s3_env, unique_bucket_name
 from tests.integration.trees import make_tree
 
@@ -13,7 +13,7 @@ BACKENDS = ("folder", "s3")
 def redis_server(tmp_path_factory):
     server = RedisServer(tmp_path_factory.mktemp("redis")).start()
     yield server
-    server.stop()
+    stop_in_background(server)  # after the services of the module (see BackgroundStops)
 
 
 @pytest.fixture(scope="module")
@@ -45,4 +45,4 @@ def service(tmp_path_factory, redis_server, source_tree, storage_env):
     running = Service(root, redis_server, {"tree": source_tree},
                       extra_env={"H4_SCRYPT_WORK_FACTOR": "15", **storage_env}).start(workers=2)
     yield running
-    running.stop()
+    stop_in_background(running)

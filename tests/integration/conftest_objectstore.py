@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.harness import join_background_stops
 from tests.integration.objectstore import ObjectStore, WeedNotFoundError, find_weed
 
 
@@ -20,6 +21,7 @@ def object_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ObjectSto
     """A running store; tests share it, so each keeps to buckets or key prefixes of its own."""
     with ObjectStore(tmp_path_factory.mktemp("objectstore"), weed=_weed_or_fail()) as store:
         yield store
+        join_background_stops()  # services still stopping may use the store until they are gone
 
 
 def _weed_or_fail() -> Path:

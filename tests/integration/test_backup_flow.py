@@ -15,7 +15,7 @@ import zstandard
 from common.store import Store
 from tests.integration.harness import redis_contents
 from tests.integration.trees import assert_same_tree
-from tests.tools import require_tool
+from tests.tools import age_decrypts, require_tool
 
 pytestmark = pytest.mark.integration
 
@@ -107,16 +107,7 @@ def test_age_cli_decrypts_to_the_source_tree(finished_backup, service, source_tr
 
 
 def age_decrypt_with_cli(path, output, passphrase: str) -> None:
-    """`age -d` reads the passphrase from a terminal only: answer its prompt through expect."""
-    script = (f'spawn {require_tool("age")} -d -o {output} {path}\n'
-              'expect -re "(?i)passphrase"\n'
-              'send -- "$env(AGE_PASSPHRASE)\\r"\n'
-              'expect eof\n'
-              'catch wait result\n'
-              'exit [lindex $result 3]\n')
-    run = subprocess.run([require_tool("expect"), "-c", script], capture_output=True,
-                         text=True, timeout=120, env={"AGE_PASSPHRASE": passphrase,
-                                                      "PATH": "/usr/bin:/bin"})
+    run = age_decrypts(path, passphrase, output)
     assert run.returncode == 0, run.stdout + run.stderr
 
 

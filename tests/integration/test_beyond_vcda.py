@@ -19,10 +19,9 @@ from common.alerts import verify_signature
 from common.backupfile.format.age import AgeWriter, generate_x25519_identity
 from common.backupfile.io.hashing import format_sha512
 from tests.faults.conftest import write_random_tree
-from tests.integration.harness import RedisServer, Service, wait_until
-from tests.integration.test_backup_flow import age_decrypt_with_cli
+from tests.integration.harness import RedisServer, Service, stop_in_background, wait_until
 from tests.integration.trees import assert_same_tree, make_tree
-from tests.tools import require_tool
+from tests.tools import age_decrypts, require_tool
 from tests.webhooks import Receiver
 
 pytestmark = pytest.mark.integration
@@ -51,8 +50,7 @@ def svc(tmp_path_factory, trees, storage_env):
     service.start(workers=2, beat=True)
     service.restore_dir = root / "restores"
     yield service
-    service.stop()
-    redis_server.stop()
+    stop_in_background(service, redis_server)
 
 
 def _run(service, http, method, path, **body):
@@ -264,11 +262,7 @@ def _payload(data: bytes) -> bytes:
 
 
 def _age_opens(path: Path, passphrase: str, tmp_path: Path) -> bool:
-    try:
-        age_decrypt_with_cli(path, tmp_path / "opened.tar.zst", passphrase)
-    except AssertionError:
-        return False
-    return True
+    return age_decrypts(path, passphrase, tmp_path / "opened.tar.zst").returncode == 0
 
 
 def test_rekey_rewrites_the_header_only_and_age_opens_it_with_the_new_password_only(

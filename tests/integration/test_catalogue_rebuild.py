@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import RedisServer, Service, wait_until
+from tests.integration.harness import RedisServer, Service, stop_in_background, wait_until
 from tests.integration.trees import assert_same_tree, make_tree
 
 pytestmark = pytest.mark.integration
@@ -77,8 +77,7 @@ def test_after_flushall_and_a_restart_the_same_backups_are_listed_and_usable(
         # Retention and the quota count the backups found again.
         assert redis_server.client().zcard("h4:backups") == 3
     finally:
-        service.stop()
-        redis_server.stop()
+        stop_in_background(service, redis_server)
 
 
 # The command is the same on both backends; the first test covers the folder.
@@ -101,5 +100,4 @@ def test_the_rebuild_command_lists_again_what_redis_lost(tmp_path, tree, storage
         http = service.login()
         assert set(_listing(service, http)) == set(relisted)
     finally:
-        service.stop()
-        redis_server.stop()
+        stop_in_background(service, redis_server)

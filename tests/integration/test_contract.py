@@ -33,7 +33,7 @@ from tests.integration.contract_clients import (
     assert_task_list,
     vcda_sha512,
 )
-from tests.integration.harness import REPO, RedisServer, Service, wait_until
+from tests.integration.harness import REPO, RedisServer, Service, stop_in_background, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -904,8 +904,7 @@ def quota_service(tmp_path_factory):
     try:
         yield running.start(workers=1)
     finally:
-        running.stop()
-        redis_server.stop()
+        stop_in_background(running, redis_server)
 
 
 def test_quota_holds_under_concurrent_requests(quota_service):

@@ -23,7 +23,7 @@ from tests.integration.contract_clients import (
     assert_api_task,
     assert_cloud_health_info,
 )
-from tests.integration.harness import RedisServer, Service, run_certificate
+from tests.integration.harness import RedisServer, Service, run_certificate, stop_in_background
 from tests.integration.tls_proxy import TlsProxy
 
 CREDENTIALS = {"type": "localUser", "localUser": "admin"}
@@ -78,8 +78,7 @@ def deployment(request, tmp_path_factory):
         yield Deployment(service, proxy.url, run_certificate()[0])
     if proxy:
         proxy.stop()
-    service.stop()
-    redis_server.stop()
+    stop_in_background(service, redis_server)
 
 
 def test_the_printed_fingerprint_is_the_certificates(deployment):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from common.backupfile.io.hashing import format_sha512
-from tests.integration.harness import Service, wait_until
+from tests.integration.harness import Service, stop_in_background, wait_until
 from tests.integration.trees import assert_same_tree
 
 pytestmark = pytest.mark.integration
@@ -29,7 +29,7 @@ def svc(tmp_path_factory, redis_server, source_tree, storage_env):
     service.start(workers=2)
     service.replica_dir = root / "replica"
     yield service
-    service.stop()
+    stop_in_background(service)
 
 
 def _sha512(data: bytes) -> str:
@@ -56,15 +56,6 @@ def _copied_backup(service, http) -> dict:
     return _listed(service, http, backup_id)
 
 
-def _remove_primary(service, name: str) -> None:
-    """Lose the primary copy behind the service's back: the file, or the object."""
-    if service.backend == "s3":
-        client, bucket, prefix = service._object_store()
-        client.delete_object(Bucket=bucket, Key=prefix + name)
-    else:
-        (service.backup_dir / name).unlink()
-
-
 def test_the_copy_survives_losing_the_primary(svc, source_tree):
     http = svc.login()
     backup = _copied_backup(svc, http)
@@ -72,7 +63,7 @@ def test_the_copy_survives_losing_the_primary(svc, source_tree):
     replica_file = svc.replica_dir / name
     assert _sha512(replica_file.read_bytes()) == backup["hash"]
     assert (svc.replica_dir / f"{backup['id']}.backup.json").exists()
-    _remove_primary(svc, name)
+    svc.remove_stored(name)
     download = http.get(f"{svc.url}/backups/{backup['id']}")
     assert download.status_code == 200
     assert _sha512(download.content) == backup["hash"] == download.headers["X-Content-SHA512"]

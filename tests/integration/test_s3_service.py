@@ -19,6 +19,7 @@ from tests.integration.harness import (
     Service,
     lease_holder_pid,
     parent_pid,
+    stop_in_background,
     wait_until,
 )
 from tests.integration.objectstore import unique_bucket_name
@@ -59,8 +60,7 @@ def svc(tmp_path_factory, object_store, tree):
     service.start(workers=1, beat=True)
     service.bucket, service.s3 = bucket, object_store.client()
     yield service
-    service.stop()
-    redis_server.stop()
+    stop_in_background(service, redis_server)
 
 
 def keys_in(service) -> list[str]:
@@ -180,8 +180,7 @@ def test_an_unreachable_store_fails_the_backup_with_storage_unavailable(tmp_path
         assert (task["state"], task["error"]["code"]) == ("FAILED", "StorageUnavailable"), task
         assert time.monotonic() - started < 60
     finally:
-        service.stop()
-        redis_server.stop()
+        stop_in_background(service, redis_server)
 
 
 def test_a_locked_backup_cannot_be_deleted_and_stays_listed(tmp_path, object_store, tree):
@@ -201,8 +200,7 @@ def test_a_locked_backup_cannot_be_deleted_and_stays_listed(tmp_path, object_sto
         assert made["id"] in {b["id"] for b in http.get(f"{service.url}/backups").json()}
         assert http.get(f"{service.url}/backups/{made['id']}").status_code == 200
     finally:
-        service.stop()
-        redis_server.stop()
+        stop_in_background(service, redis_server)
 
 
 def test_a_worker_killed_mid_upload_leaves_no_object_and_the_reaper_aborts_the_upload(
@@ -234,5 +232,4 @@ def test_a_worker_killed_mid_upload_leaves_no_object_and_the_reaper_aborts_the_u
         wait_until(lambda: not unfinished_uploads(service), 15, "the upload to be aborted")
         assert keys_in(service) == []
     finally:
-        service.stop()
-        redis_server.stop()
+        stop_in_background(service, redis_server)

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.integration.harness import RedisServer, Service, wait_until
+from tests.integration.harness import RedisServer, Service, stop_in_background, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -27,8 +27,7 @@ def service(tmp_path_factory, source_tree):
     # The reaper runs every 5 s: once the worker has run it, beat has sent ticks for a while.
     wait_until(lambda: "h4.maintenance.reap" in _log(running, "worker0"), 30, "a reaper run")
     yield running
-    running.stop()
-    redis_server.stop()
+    stop_in_background(running, redis_server)
 
 
 def _log(service: Service, name: str) -> str:

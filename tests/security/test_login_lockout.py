@@ -13,7 +13,7 @@ import ssl
 
 import pytest
 
-from tests.integration.harness import VENDOR_JSON, RedisServer, Service
+from tests.integration.harness import VENDOR_JSON, RedisServer, Service, stop_in_background
 
 pytestmark = pytest.mark.integration
 
@@ -27,8 +27,7 @@ def service(tmp_path_factory):
     running = Service(root / "service", redis_server, {"etc": root}, extra_env={
         "H4_LOGIN_DELAY_MS": "20", "H4_LOGIN_DELAY_MAX_MS": "100"}).start(workers=0)
     yield running
-    running.stop()
-    redis_server.stop()
+    stop_in_background(running, redis_server)
 
 
 def login_from(service: Service, address: str, password: str,

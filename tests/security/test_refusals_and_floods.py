@@ -12,7 +12,7 @@ import time
 import pytest
 import requests
 
-from tests.integration.harness import RedisServer, Service, wait_until
+from tests.integration.harness import RedisServer, Service, stop_in_background, wait_until
 
 pytestmark = pytest.mark.faults
 
@@ -24,8 +24,7 @@ def service(tmp_path_factory):
     running = Service(root / "service", redis_server, {"etc": root},
                       extra_env={"H4_METRICS_TOKEN": "scrape-T0ken"}).start(workers=1)
     yield running
-    running.stop()
-    redis_server.stop()
+    stop_in_background(running, redis_server)
 
 
 def _raw(service, request: bytes) -> tuple[int, str, bytes]:

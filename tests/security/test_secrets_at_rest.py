@@ -20,7 +20,7 @@ import redis
 
 from common.config import load_settings
 from common.transit import StaticKeys, TransitSealer
-from tests.integration.harness import RedisServer, Service, wait_until
+from tests.integration.harness import RedisServer, Service, stop_in_background, wait_until
 
 pytestmark = pytest.mark.faults
 
@@ -78,8 +78,7 @@ def service_with_keys_on_disk(tmp_path):
                       extra_env={"H4_TRANSIT_KEY": "", "H4_SCRYPT_WORK_FACTOR": "10",
                                  "H4_USER_TASK_CAP": "20"})
     yield service.start(workers=1), redis_server
-    service.stop()
-    redis_server.stop()
+    stop_in_background(service, redis_server)
 
 
 def test_no_file_on_disk_opens_a_past_backup_password(service_with_keys_on_disk):

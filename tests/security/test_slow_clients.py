@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from tests.integration.harness import RedisServer, Service, wait_until
+from tests.integration.harness import RedisServer, Service, stop_in_background, wait_until
 
 pytestmark = pytest.mark.faults
 
@@ -33,8 +33,7 @@ def slow_service(tmp_path_factory):
         "H4_CONNECTIONS_PER_ADDRESS": str(PER_ADDRESS),
     }).start(workers=1)
     yield service
-    service.stop()
-    redis_server.stop()
+    stop_in_background(service, redis_server)
 
 
 class HeaderDripper(threading.Thread):
@@ -142,9 +141,9 @@ def test_a_body_trickled_byte_by_byte_is_ended_at_the_minimum_rate(slow_service)
 
 
 def test_connections_over_the_per_address_limit_get_a_429_api_error(slow_service):
+    # connect() returns once the TLS handshake is done: the server holds each of them.
     held = [slow_service.connect("127.0.0.3") for _ in range(PER_ADDRESS)]
     try:
-        wait_until(lambda: True, 0.5, "the held connections")
         with slow_service.connect("127.0.0.3") as extra:
             status, body = _read_response(extra)
         assert (status, body["code"]) == (429, "TooManyConnections")
@@ -183,5 +182,4 @@ def test_a_stopping_api_closes_idle_keep_alive_connections_instead_of_waiting_fo
         assert service.api.wait(20) == 0
         assert "Exception in worker process" not in service.logs()  # a clean stop, no crash
     finally:
-        service.stop()
-        redis_server.stop()
+        stop_in_background(service, redis_server)

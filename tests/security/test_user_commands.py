@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from tests.integration.harness import RedisServer, Service
+from tests.integration.harness import RedisServer, Service, stop_in_background
 
 pytestmark = pytest.mark.integration
 
@@ -19,8 +19,7 @@ def service(tmp_path_factory):
     redis_server = RedisServer(root / "redis").start()
     running = Service(root / "service", redis_server, {"etc": root}).start(workers=0)
     yield running
-    running.stop()
-    redis_server.stop()
+    stop_in_background(running, redis_server)
 
 
 def _ok(run) -> str:

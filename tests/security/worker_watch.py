@@ -12,7 +12,7 @@ from pathlib import Path
 
 import requests
 
-from tests.integration.harness import RedisServer, Service, parent_pid
+from tests.integration.harness import RedisServer, Service, parent_pid, stop_in_background
 
 OCTET_STREAM = {"Content-Type": "application/octet-stream"}
 # What a worker may reach while it reads a hostile file; an honest restore stays near 100 MiB
@@ -30,8 +30,7 @@ def running_service(root: Path, **env: str) -> Iterator[Service]:
     try:
         yield service.start(workers=1)
     finally:
-        service.stop()
-        redis_server.stop()
+        stop_in_background(service, redis_server)
 
 
 def worker_pids(service: Service) -> list[int]:

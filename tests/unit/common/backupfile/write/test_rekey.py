@@ -20,7 +20,7 @@ from common.errors import (
     TaskCanceled,
     WrongPassword,
 )
-from tests.tools import require_tool
+from tests.tools import age_decrypts, require_tool
 from tests.unit.common.backupfile.read.test_restore import RecordingReporter, make_tree
 
 OLD, NEW = "old passphrase", "new passphrase"
@@ -246,20 +246,6 @@ def test_progress_rises_and_a_cancel_stops_before_anything_is_written(source, st
     run_rekey(rekey_job(storage, before.hash, passphrase=OLD, new_passphrase=NEW), reporter)
     assert reporter.percents == sorted(reporter.percents)
     assert all(0 < percent < 100 for percent in reporter.percents)
-
-
-def age_decrypts(path: Path, passphrase: str, out: Path) -> subprocess.CompletedProcess:
-    """`age -d` reads a passphrase from a terminal only: expect answers its prompt."""
-    script = (f'spawn -noecho {require_tool("age")} -d -o $env(H4_OUT) $env(H4_IN)\n'
-              'expect -re "(?i)passphrase"\n'
-              'send -- "$env(H4_PASSPHRASE)\\r"\n'
-              'expect eof\n'
-              'lassign [wait] pid spawn_id os_error status\n'
-              'exit $status\n')
-    return subprocess.run([require_tool("expect"), "-c", script], capture_output=True,
-                          text=True, timeout=120,
-                          env={"PATH": os.environ["PATH"], "H4_PASSPHRASE": passphrase,
-                               "H4_IN": str(path), "H4_OUT": str(out)})
 
 
 def test_the_age_command_opens_the_result_with_the_new_passphrase_only(source, tmp_path):
