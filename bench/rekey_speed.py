@@ -176,7 +176,7 @@ def report(times: dict[str, list[float]], backup: Backup, work_factor: int) -> N
           f"for two at once (old and new passphrase, as a rekey runs them)")
     floor = double + one_pass
     print(f"a rekey cannot take less than its scrypts and then the new hash, which needs the "
-          f"new header (the old hash runs beside them): passphrase -> passphrase >= "
+          f"new header (the old hash runs beside it): passphrase -> passphrase >= "
           f"{double:.2f} + {one_pass:.2f} = {floor:.2f} s; from or to a recipient >= "
           f"{single:.2f} + {one_pass:.2f} = {single + one_pass:.2f} s, plus the end of "
           "writing the copy (another header length)")

@@ -5,9 +5,10 @@ wrapped again for the new passphrase or recipients (format/age.rekey_header): on
 changes, and the payload's bytes stay as they are.
 
 The listed SHA-512 is proved before a byte is written, otherwise a rekey would bless damaged
-bytes with a new hash: one thread hashes the stored file from its first byte while the
-scrypts run, and once the new header is known this one hashes the new header and the
-payload after it. Where the storage can rewrite the head in place (a folder, a header of the
+bytes with a new hash. Once the scrypts are done, one thread hashes the stored file from its
+first byte while this one hashes the new header and the payload after it: two hashes on two
+cores. (Hashing the old file beside the scrypts made three busy threads on two cores, and a
+rekey of 1 GiB took 2.9 s instead of 2.2 s.) Where the storage can rewrite the head in place (a folder, a header of the
 same length) it is written only once both hashes are complete and the old one matches. Where
 it cannot, this pass writes the new file through `replace` as it hashes it, and the new file
 takes the old one's place only once the old hash has matched.
