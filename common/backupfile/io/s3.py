@@ -254,37 +254,38 @@ class S3Storage(BackupStorage):
         """Remove every version of key, so the bytes really go; a version still under object
         lock is BackupLocked, or with leave_locked only hidden behind a delete marker."""
         for version, _ in self._versions(key):
-            try:
-                with self.calling(missing_is_absent=True):
-                    self._client.delete_object(Bucket=self.options.bucket, Key=key,
-                                               VersionId=version)
-            except FileNotFoundError:
+            until = self._delete_version(key, version)
+            if until is None:
                 continue
-            except StorageAccessDenied:
-                until = self._retained_until(key, version)
-                if until is None:
-                    raise
-                if not leave_locked:
-                    raise BackupLocked(name.split(".", 1)[0], until.isoformat()) from None
-                log.warning("%s stays in the store until %s (object lock)", key, until)
-                with self.calling():
-                    self._client.delete_object(Bucket=self.options.bucket, Key=key)
-                return
+            if not leave_locked:
+                raise BackupLocked(name.split(".", 1)[0], until.isoformat())
+            log.warning("%s stays in the store until %s (object lock)", key, until)
+            with self.calling():
+                self._client.delete_object(Bucket=self.options.bucket, Key=key)
+            return
 
     def remove_older_versions(self, key: str, current: str | None) -> None:
         """Remove every version of key but the current one, once a replace is complete; a
         version that the store keeps under lock stays, with a warning."""
         for version in self._superseded(key, current):
-            try:
-                with self.calling(missing_is_absent=True):
-                    self._client.delete_object(Bucket=self.options.bucket, Key=key,
-                                               VersionId=version)
-            except FileNotFoundError:
-                continue
-            except StorageAccessDenied:
-                if self._retained_until(key, version) is None:
-                    raise
+            if self._delete_version(key, version) is not None:
                 log.warning("an older version of %s stays in the store (object lock)", key)
+
+    def _delete_version(self, key: str, version: str) -> datetime | None:
+        """Delete one version of key: None when it is gone, or the date until which the
+        store's object lock keeps it. A refusal for any other reason is raised."""
+        try:
+            with self.calling(missing_is_absent=True):
+                self._client.delete_object(Bucket=self.options.bucket, Key=key,
+                                           VersionId=version)
+        except FileNotFoundError:
+            return None
+        except StorageAccessDenied:
+            until = self._retained_until(key, version)
+            if until is None:
+                raise
+            return until
+        return None
 
     def _superseded(self, key: str, current: str | None) -> list[str]:
         """The versions of key other than current; other than the latest when the store did
