@@ -1,4 +1,5 @@
-"""No file on the host opens a past backup password, given every key on the disk.
+"""No file on the host opens a past backup password (a rekey's new one too), given every key on
+the disk.
 
 An attacker who copies the data folder, Redis's folder (AOF and RDB) and the logs gets every
 transit key the service ever wrote, and every sealed value Redis ever persisted. None of it may
@@ -88,6 +89,15 @@ def test_no_file_on_disk_opens_a_past_backup_password(service_with_keys_on_disk)
     task_ids = [_start_backup(service, http, pw) for pw in passwords]
     finished = [service.wait_for_task(http, tid, seconds=120) for tid in task_ids]
     assert [t["state"] for t in finished] == ["SUCCEEDED"] * 10
+    # A rekey's old and new passwords travel the same way, and must end the same way.
+    new_passwords = [f"new-pw-{secrets.token_hex(12)}" for _ in range(3)]
+    for task, old, new in zip(finished, passwords, new_passwords, strict=False):
+        response = http.post(f"{service.url}/backups/{task['result']['id']}/rekey",
+                             json={"password": old, "newPassword": new})
+        assert response.status_code == 202, response.text
+        rekeyed = service.wait_for_task(http, response.json()["id"], seconds=120)
+        assert rekeyed["state"] == "SUCCEEDED", rekeyed
+    passwords += new_passwords
     client = redis_server.client()
     client.bgrewriteaof()
     wait_until(lambda: client.info("persistence")["aof_rewrite_in_progress"] == 0, 30,
