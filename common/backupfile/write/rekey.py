@@ -8,10 +8,10 @@ The listed SHA-512 is proved before a byte is written, otherwise a rekey would b
 bytes with a new hash. Once the scrypts are done, one thread hashes the stored file from its
 first byte while this one hashes the new header and the payload after it: two hashes on two
 cores. (Hashing the old file beside the scrypts made three busy threads on two cores, and a
-rekey of 1 GiB took 2.9 s instead of 2.2 s.) Where the storage can rewrite the head in place (a folder, a header of the
-same length) it is written only once both hashes are complete and the old one matches. Where
-it cannot, this pass writes the new file through `replace` as it hashes it, and the new file
-takes the old one's place only once the old hash has matched.
+rekey of 1 GiB took 2.9 s instead of 2.2 s.) Where the storage can rewrite the head in place
+(a folder, a header of the same length) it is written only once both hashes are complete and
+the old one matches. Where it cannot, this pass writes the new file through `replace` as it
+hashes it, and the new file takes the old one's place only once the old hash has matched.
 
 A rekey that a crash or a retry interrupted after the new file was stored finds the header
 opening with the new key and not the old: it then only takes the hash of what is stored.
