@@ -10,6 +10,7 @@ from common.tasks import ALERT_DELIVER, HEALTH_PING, REAP, SCHEDULE_TICK
 from worker import alerts, maintenance, runner, schedule
 from worker.app import celery
 from worker.context import worker_context
+from worker.jobs import copy as copy_job
 from worker.process import MemoryKeeper
 
 # One per process: each pool process keeps its own floor.
@@ -54,6 +55,7 @@ def reap() -> None:
     maintenance.check_catalogue(ctx.store, ctx.storage)
     maintenance.reap(ctx.store, send, settings.max_attempts, ctx.storage)
     maintenance.sweep(ctx.store, ctx.storage, settings.restore_dir)
+    copy_job.catch_up(ctx)
 
 
 @celery.task(name=SCHEDULE_TICK, queue=CONTROL_QUEUE)

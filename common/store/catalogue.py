@@ -88,6 +88,17 @@ class Catalogue:
         fields = _flatten({name: _scalar(value) for name, value in changes.items()})
         return bool(self._update_listed_backup(keys=[self.backup_key(backup_id)], args=fields))
 
+    def copy_sweep_due(self, every_seconds: int) -> bool:
+        """True at most once per `every_seconds` across all workers: the sweep for backups
+        without a good copy reads the whole listing."""
+        return bool(self.redis.set(f"{PREFIX}copies:swept", "1", nx=True, ex=every_seconds))
+
+    def copy_retry_due(self, backup_id: str, every_seconds: int) -> bool:
+        """True at most once per `every_seconds` for one backup: a replica that is down gets
+        one copy attempt per backup and period, not one per sweep."""
+        return bool(self.redis.set(f"{PREFIX}copies:retried:{backup_id}", "1", nx=True,
+                                   ex=every_seconds))
+
     def pending_backups(self) -> set[str]:
         """Backups whose task is writing them: not yet listed, not to be listed by others."""
         return set(self.redis.smembers(f"{PREFIX}backups:pending"))

@@ -18,8 +18,15 @@ from common.tasks import new_task
 from worker.context import WorkerContext
 from worker.jobs.base import Finish, Task, listed_backup
 from worker.retry import patiently
+from worker.schedule import SCHEDULER_USER
 
 log = logging.getLogger("h4backup.worker")
+
+# The catch-up sweep: how often it reads the listing, how long a new backup's own copy task
+# has before the sweep counts its copy as missing, and how often one backup is tried again.
+SWEEP_SECONDS = 60
+SETTLE_SECONDS = 600
+RETRY_SECONDS = 3600
 
 
 def run(ctx: WorkerContext, task: Task, reporter: Reporter) -> Finish:
@@ -45,6 +52,30 @@ def mirrored(ctx: WorkerContext) -> MirroredStorage:
     if not isinstance(ctx.storage, MirroredStorage):
         raise GeneralServerFailure(msg="No replica store is configured (H4_REPLICA).")
     return ctx.storage
+
+
+def catch_up(ctx: WorkerContext, now: int | None = None) -> list[str]:
+    """Copy tasks for the listed backups whose replica copy is missing or stale (its copy
+    failed while the replica was down, or a copy was never queued): at most one sweep a
+    minute, one attempt per backup every RETRY_SECONDS. Returns the backups queued."""
+    if not isinstance(ctx.storage, MirroredStorage) or ctx.message_for is None:
+        return []
+    if not ctx.store.copy_sweep_due(SWEEP_SECONDS):
+        return []
+    now = now or now_ms()
+    queued = []
+    for backup in ctx.store.list_backups():
+        settled = now - int(backup["generatedOn"]) > SETTLE_SECONDS * 1000
+        if (backup.get("replicaHash") != backup["hash"] and settled
+                and ctx.store.copy_retry_due(backup["id"], RETRY_SECONDS)):
+            row = new_task(SCHEDULER_USER, COPY.name, "backup", backup["id"],
+                           backup_id=backup["id"])
+            ctx.starter().follow_up(row)
+            queued.append(backup["id"])
+    if queued:
+        log.warning("%d backup(s) had no good copy on the replica: copies queued",
+                    len(queued))
+    return queued
 
 
 def start_copy(ctx: WorkerContext, task: Task, backup_id: str) -> None:

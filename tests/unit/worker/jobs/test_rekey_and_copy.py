@@ -94,3 +94,24 @@ def test_a_rekey_drops_the_replicas_old_copy_and_queues_a_new_one(
 def test_a_copy_without_a_replica_is_a_clear_failure(ctx, reading_task, password_backup):
     with pytest.raises(GeneralServerFailure):
         copy_job.run(ctx, reading_task("copy"), Recorder())
+
+
+def test_the_sweep_queues_a_copy_for_a_backup_without_a_good_one_once(
+        mirrored_ctx, password_backup, store):
+    later = password_backup.backup["generatedOn"] + (copy_job.SETTLE_SECONDS + 1) * 1000
+    assert copy_job.catch_up(mirrored_ctx, now=later) == ["b1"]
+    (row,) = [t for t in store.list_tasks() if t.type == COPY.name]
+    assert (row.backup_id, row.user) == ("b1", "scheduler")
+    store.redis.delete("h4:copies:swept")  # the next sweep, a minute later
+    assert copy_job.catch_up(mirrored_ctx, now=later) == []  # tried within the hour already
+
+
+def test_the_sweep_leaves_a_good_copy_and_a_new_backup_alone(
+        mirrored_ctx, reading_task, password_backup, store, ctx):
+    young = password_backup.backup["generatedOn"] + 1000
+    assert copy_job.catch_up(mirrored_ctx, now=young) == []  # its own copy task has time
+    copy_job.run(mirrored_ctx, reading_task("copy"), Recorder())
+    store.redis.delete("h4:copies:swept")
+    later = young + copy_job.SETTLE_SECONDS * 2000
+    assert copy_job.catch_up(mirrored_ctx, now=later) == []
+    assert copy_job.catch_up(ctx, now=later) == []  # no replica, nothing to sweep
