@@ -8,11 +8,13 @@ import signal
 
 import pytest
 
+from common.backupfile.format.age import header_opens
 from tests.integration.harness import lease_holder_pid, parent_pid, wait_until
 
 pytestmark = pytest.mark.faults
 
 PASSWORD = "fault-suite-Pa$$-7"
+NEW_PASSWORD = "fault-suite-rekeyed-Pa$$-8"
 
 
 def _start_backup(service):
@@ -94,3 +96,28 @@ def test_sigterm_mid_backup_finishes_or_hands_over(make_service, big_tree):
                                              f"{backup_id}.tar.zst.age"]
     worker = next(w for w in service.workers if w.pid == stopped)
     assert worker.wait(90) == 0  # a warm shutdown, within the soft shutdown window
+
+
+def test_sigkill_mid_rekey_is_finished_by_another_worker_and_the_listing_matches_the_file(
+        make_service, big_tree):
+    service = make_service({"big": big_tree}, workers=2)
+    http, task_id = _start_backup(service)
+    backup = service.wait_for_task(http, task_id, seconds=240)["result"]
+    response = http.post(f"{service.url}/backups/{backup['id']}/rekey",
+                         json={"password": PASSWORD, "newPassword": NEW_PASSWORD})
+    assert response.status_code == 202, response.text
+    rekey_id = response.json()["id"]
+    _kill_worker_running(_running_holder(service, http, rekey_id, at_least=1), signal.SIGKILL)
+    task = service.wait_for_task(http, rekey_id, seconds=120)
+    assert task["state"] == "SUCCEEDED", task
+    path = service.backup_dir / f"{backup['id']}.tar.zst.age"
+    listed = {b["id"]: b for b in http.get(f"{service.url}/backups").json()}[backup["id"]]
+    assert _vcda_sha512(path) == listed["hash"] == task["result"]["hash"] != backup["hash"]
+    with open(path, "rb") as stored:
+        head = stored.read(64 << 10)
+    assert header_opens(head, NEW_PASSWORD) and not header_opens(head, PASSWORD)
+    # No journal, no temporary: only the file and its record.
+    assert _files_of(service, backup["id"]) == [f"{backup['id']}.backup.json",
+                                                f"{backup['id']}.tar.zst.age"]
+    assert service.backup_dir.joinpath(f"{backup['id']}.backup.json").read_text().count(
+        listed["hash"]) == 1
