@@ -238,8 +238,9 @@ class S3Storage(BackupStorage):
             raise FileNotFoundError(errno.ENOENT, name)
         return self.options.prefix + name
 
-    def _versions(self, key: str) -> list[tuple[str, datetime | None]]:
-        """Every version of key and its delete markers (VersionId "null" when unversioned)."""
+    def _versions(self, key: str) -> list[dict[str, Any]]:
+        """Every version of key and its delete markers, as the store lists them (VersionId
+        "null" when unversioned, IsLatest on the current one)."""
         found = []
         pages = self._client.get_paginator("list_object_versions").paginate(
             Bucket=self.options.bucket, Prefix=key)
@@ -247,14 +248,14 @@ class S3Storage(BackupStorage):
             for page in pages:
                 for item in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]:
                     if item["Key"] == key:
-                        found.append((item["VersionId"], item.get("LastModified")))
+                        found.append(item)
         return found
 
     def _delete_key(self, key: str, name: str, leave_locked: bool = False) -> None:
         """Remove every version of key, so the bytes really go; a version still under object
         lock is BackupLocked, or with leave_locked only hidden behind a delete marker."""
-        for version, _ in self._versions(key):
-            until = self._delete_version(key, version)
+        for item in self._versions(key):
+            until = self._delete_version(key, item["VersionId"])
             if until is None:
                 continue
             if not leave_locked:
@@ -291,17 +292,9 @@ class S3Storage(BackupStorage):
         """The versions of key other than current; other than the latest when the store did
         not name the version it stored (it does not in an unversioned bucket, which keeps
         only the latest anyway)."""
-        found = []
-        pages = self._client.get_paginator("list_object_versions").paginate(
-            Bucket=self.options.bucket, Prefix=key)
-        with self.calling():
-            for page in pages:
-                for item in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]:
-                    newest = (item["VersionId"] == current if current is not None
-                              else item.get("IsLatest", False))
-                    if item["Key"] == key and not newest:
-                        found.append(item["VersionId"])
-        return found
+        return [item["VersionId"] for item in self._versions(key)
+                if not (item["VersionId"] == current if current is not None
+                        else item.get("IsLatest", False))]
 
     def _retained_until(self, key: str, version: str) -> datetime | None:
         try:
