@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from common.backupfile.io.progress import Reporter
+from common.backupfile.io.storage import BackupStorage
 from common.errors import BackupNotFound, GeneralServerFailure, PasswordUnavailable
+from common.records import record_of
 from common.tasks import TaskRow
 from worker.context import WorkerContext
 from worker.retry import patiently
@@ -63,6 +65,13 @@ def listed_backup(ctx: WorkerContext, task: Task) -> dict[str, Any]:
     if listed is None:
         raise BackupNotFound(backup_id)
     return listed
+
+
+def record_or_listing(storage: BackupStorage, task: Task, listed: dict[str, Any]) -> dict:
+    """The backup's record as stored beside it, or, for a backup stored before records
+    existed, one made from its listing."""
+    return storage.read_record(listed["id"]) or record_of(
+        listed, user=task.user, operation_id=task.operation_id)
 
 
 def backup_id_of(task: Task) -> str:

@@ -5,14 +5,20 @@ the bytes as stored, and the record and the listing follow the file."""
 
 from __future__ import annotations
 
-from common.backupfile.write.rekey import RekeyJob, RekeyOutcome, run_rekey
-
 from common.backupfile.io.mirrored import MirroredStorage
 from common.backupfile.io.progress import Reporter
+from common.backupfile.write.rekey import RekeyJob, RekeyOutcome, run_rekey
 from common.errors import BackupBusy, BackupNotEncrypted, BackupNotFound
-from common.records import record_of, rekeyed_record
+from common.records import rekeyed_record
 from worker.context import WorkerContext
-from worker.jobs.base import Finish, Task, listed_backup, opening_keys, secrets_of
+from worker.jobs.base import (
+    Finish,
+    Task,
+    listed_backup,
+    opening_keys,
+    record_or_listing,
+    secrets_of,
+)
 from worker.jobs.copy import start_copy
 from worker.retry import patiently
 
@@ -56,8 +62,7 @@ def _hold(ctx: WorkerContext, task: Task, backup_id: str) -> None:
 def _record(ctx: WorkerContext, task: Task, listed: dict, outcome: RekeyOutcome) -> None:
     """The record beside the file says what opens it now, so that a rebuild lists the new
     hash. A backup stored before records existed gets one from its listing."""
-    record = ctx.storage.read_record(listed["id"]) or record_of(
-        listed, user=task.user, operation_id=task.operation_id)
+    record = record_or_listing(ctx.storage, task, listed)
     ctx.storage.write_record(listed["id"], rekeyed_record(
         record, outcome.hash, outcome.size, tuple(task.recipients or ())), replace=True)
 
