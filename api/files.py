@@ -72,8 +72,8 @@ def _safe_name(name: str) -> bool:
 def download(backup_id: str) -> Response:
     """The stored bytes, with Content-Length, an ETag from the SHA-512, and byte ranges."""
     backup, stored = stored_backup(backup_id)
-    storage = _holder(app_services().storage, backup)
-    stored = storage.stat(backup["file"]) or stored
+    storage, found = _holder(app_services().storage, backup)
+    stored = found or stored
     folder = storage.local_folder()
     if folder is None:
         response = stream_backup(storage, stored, _etag(backup["hash"]), backup["file"],
@@ -89,12 +89,12 @@ def download(backup_id: str) -> Response:
     return response
 
 
-def _holder(storage: BackupStorage, backup: dict) -> BackupStorage:
-    """The store to serve the backup from: with a replica, the one that holds it with its
-    listed size (the primary first)."""
+def _holder(storage: BackupStorage, backup: dict) -> tuple[BackupStorage, StoredObject | None]:
+    """The store to serve the backup from, and its file there when it looked: with a replica,
+    the one that holds it with its listed size (the primary first)."""
     if isinstance(storage, MirroredStorage):
         return storage.holder_of(backup["file"], backup.get("size"))
-    return storage
+    return storage, None
 
 
 def _etag(backup_hash: str) -> str:

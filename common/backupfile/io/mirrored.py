@@ -46,11 +46,11 @@ class MirroredStorage(BackupStorage):
         self.primary.rewrite_head(name, old_head_length, new_head)
 
     def open(self, name: str) -> AbstractContextManager[OpenedFile]:
-        return self.holder_of(name).open(name)
+        return self.holder_of(name)[0].open(name)
 
     def open_range(self, name: str, first: int, last: int | None) -> (
             AbstractContextManager[OpenedFile]):
-        return self.holder_of(name).open_range(name, first, last)
+        return self.holder_of(name)[0].open_range(name, first, last)
 
     def stat(self, name: str) -> StoredObject | None:
         return self.primary.stat(name) or self.replica.stat(name)
@@ -89,13 +89,15 @@ class MirroredStorage(BackupStorage):
     def local_folder(self) -> Path | None:
         return self.primary.local_folder()
 
-    def holder_of(self, name: str, size: int | None = None) -> BackupStorage:
-        """The store to read `name` from: the primary, unless it lacks the file (or holds it
-        with another size than `size`, the listed one) and the replica has it whole."""
+    def holder_of(self, name: str, size: int | None = None) -> (
+            tuple[BackupStorage, StoredObject | None]):
+        """The store to read `name` from, and its file there: the primary, unless it lacks
+        the file (or holds it with another size than `size`, the listed one) and the replica
+        has it whole."""
         found = self.primary.stat(name)
         if found is not None and size in (None, found.size):
-            return self.primary
+            return self.primary, found
         copy = self.replica.stat(name)
         if copy is not None and size in (None, copy.size):
-            return self.replica
-        return self.primary
+            return self.replica, copy
+        return self.primary, found

@@ -59,7 +59,7 @@ def test_a_copy_arrives_whole_and_reads_fall_back_to_it(mirrored, tmp_path):
     (tmp_path / "primary" / NAME).unlink()
     assert mirrored.stat(NAME).size == len(DATA)
     assert _read(mirrored) == DATA
-    assert mirrored.holder_of(NAME) is mirrored.replica
+    assert mirrored.holder_of(NAME)[0] is mirrored.replica
     assert [s.name for s in mirrored.list()] == [NAME]
 
 
@@ -67,8 +67,9 @@ def test_a_primary_of_the_wrong_size_gives_way_to_the_replica(mirrored, tmp_path
     _copy(mirrored)
     with open(tmp_path / "primary" / NAME, "r+b") as damaged:
         damaged.truncate(1000)
-    assert mirrored.holder_of(NAME, len(DATA)) is mirrored.replica
-    assert mirrored.holder_of(NAME) is mirrored.primary  # no size to check against
+    holder, found = mirrored.holder_of(NAME, len(DATA))
+    assert (holder, found.size) == (mirrored.replica, len(DATA))
+    assert mirrored.holder_of(NAME)[0] is mirrored.primary  # no size to check against
 
 
 def test_a_damaged_source_leaves_no_copy(mirrored, tmp_path):
