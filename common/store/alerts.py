@@ -7,7 +7,7 @@ from typing import Any
 
 import redis
 
-from common.store.codec import PREFIX
+from common.store.codec import PREFIX, once_per
 
 CONFIG_KEY = f"{PREFIX}alerts:config"
 EVENTS_KEY = f"{PREFIX}alerts:events"  # "<final state> <task id>", oldest first
@@ -41,8 +41,7 @@ class Alerts:
     def overdue_check_due(self, every_seconds: int) -> bool:
         """True at most once per `every_seconds` across all workers: the overdue check reads
         the backup listing, which the one-second tick must not do each time."""
-        return bool(self.redis.set(f"{PREFIX}alerts:overdue-checked", "1", nx=True,
-                                   ex=every_seconds))
+        return once_per(self.redis, f"{PREFIX}alerts:overdue-checked", every_seconds)
 
     def note_overdue(self, episode: str) -> bool:
         """True the first time `episode` (what the last scheduled backup was) is noted: an

@@ -12,6 +12,7 @@ from common.store.codec import (
     _decode_backup,
     _flatten,
     _scalar,
+    once_per,
 )
 
 # Present while Redis holds the catalogue as the storage last showed it; a flush or a lost
@@ -91,13 +92,12 @@ class Catalogue:
     def copy_sweep_due(self, every_seconds: int) -> bool:
         """True at most once per `every_seconds` across all workers: the sweep for backups
         without a good copy reads the whole listing."""
-        return bool(self.redis.set(f"{PREFIX}copies:swept", "1", nx=True, ex=every_seconds))
+        return once_per(self.redis, f"{PREFIX}copies:swept", every_seconds)
 
     def copy_retry_due(self, backup_id: str, every_seconds: int) -> bool:
         """True at most once per `every_seconds` for one backup: a replica that is down gets
         one copy attempt per backup and period, not one per sweep."""
-        return bool(self.redis.set(f"{PREFIX}copies:retried:{backup_id}", "1", nx=True,
-                                   ex=every_seconds))
+        return once_per(self.redis, f"{PREFIX}copies:retried:{backup_id}", every_seconds)
 
     def pending_backups(self) -> set[str]:
         """Backups whose task is writing them: not yet listed, not to be listed by others."""

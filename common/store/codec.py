@@ -35,6 +35,12 @@ class Created:
     document: str | None = None  # the new task's ApiTask JSON, as the API sends it
 
 
+def once_per(client: Any, key: str, seconds: int) -> bool:
+    """True for the first caller in each period of `seconds`, across every process: a
+    marker set only if absent, and gone after the period."""
+    return bool(client.set(key, "1", nx=True, ex=seconds))
+
+
 def session_key(digest: str) -> str:
     return f"{PREFIX}session:{digest}"
 

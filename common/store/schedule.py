@@ -49,7 +49,6 @@ class ScheduleStore:
     def take_schedule_slot(self, seen_last: str, new_last: int) -> bool:
         return bool(self._take_slot(keys=[f"{PREFIX}schedule:last"], args=[seen_last, new_last]))
 
-
     # --- integrity checks: a schedule for verify ---------------------------------------------
 
     def get_check_schedule(self) -> dict[str, Any] | None:
