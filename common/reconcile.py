@@ -8,12 +8,10 @@ the catalogue was checked, and `h4backup catalogue rebuild` runs it on demand.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass, field
 
-from common.backupfile.io.blocks import COPY_SIZE
-from common.backupfile.io.hashing import format_sha512
+from common.backupfile.io.hashing import sha512_of_stream
 from common.backupfile.io.storage import BackupStorage, StoredObject, backup_id_of
 from common.records import row_of, unrecorded_row
 from common.store import Store
@@ -73,8 +71,5 @@ def _relist(store: Store, storage: BackupStorage, backup_id: str, obj: StoredObj
 
 
 def _sha512(storage: BackupStorage, name: str) -> str:
-    digest = hashlib.sha512()
     with storage.open(name) as opened:
-        while block := opened.stream.read(COPY_SIZE):
-            digest.update(block)
-    return format_sha512(digest.digest())
+        return sha512_of_stream(opened.stream)

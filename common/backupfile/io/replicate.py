@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from common.backupfile.io.blocks import COPY_SIZE
-from common.backupfile.io.hashing import format_sha512
+from common.backupfile.io.hashing import format_sha512, sha512_of_stream
 from common.backupfile.io.progress import Reporter, Watch
 from common.backupfile.io.storage import BackupStorage, BackupWriter
 from common.errors import BackupCorrupted, BackupNotFound, StorageFailure
@@ -71,9 +71,6 @@ def _pass_through(source: BinaryIO, out: BackupWriter, watch: Watch, expected: s
 def _hash_of(storage: BackupStorage, name: str) -> str | None:
     try:
         with storage.open(name) as opened:
-            digest = hashlib.sha512()
-            while block := opened.stream.read(COPY_SIZE):
-                digest.update(block)
+            return sha512_of_stream(opened.stream)
     except FileNotFoundError:
         return None
-    return format_sha512(digest.digest())

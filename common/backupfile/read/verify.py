@@ -118,7 +118,7 @@ class StoredFile:
         try:
             data = self._raw.read(size)
         except OSError as error:
-            raise _read_failure(error) from error
+            raise read_failure(error) from error
         if self._hashing is not None and data:
             # Bytes objects, never changed: the hashing thread may take them as they are.
             self._hashing.put(data)
@@ -139,7 +139,8 @@ class StoredFile:
             raise BackupCorrupted(HASH_MISMATCH) from cause
 
 
-def _read_failure(error: OSError) -> StorageFailure:
+def read_failure(error: OSError) -> StorageFailure:
+    """The task error for an OSError met while reading a stored backup."""
     reason = error.strerror or str(error)
     return StorageFailure(reason, msg=f"Could not read the backup file: {reason}")
 
@@ -156,6 +157,6 @@ def open_stored(
         except FileNotFoundError:
             raise BackupNotFound(backup_id) from None
         except OSError as error:
-            raise _read_failure(error) from error
+            raise read_failure(error) from error
         yield stack.enter_context(StoredFile(stored.stream, Watch(reporter, stored.size),
                                              hashing))

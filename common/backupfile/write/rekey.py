@@ -42,12 +42,11 @@ from common.backupfile.io.handoff import STOP_SECONDS, Consumer, HandoffStopped
 from common.backupfile.io.hashing import format_sha512
 from common.backupfile.io.progress import Reporter, Watch
 from common.backupfile.io.storage import BackupStorage, BackupWriter
-from common.backupfile.read.verify import HASH_MISMATCH
+from common.backupfile.read.verify import HASH_MISMATCH, read_failure
 from common.errors import (
     BackupCorrupted,
     BackupNotEncrypted,
     BackupNotFound,
-    StorageFailure,
     WrongPassword,
 )
 
@@ -180,7 +179,7 @@ def _opened(job: RekeyJob, reporter: Reporter) -> Iterator[_StoredFile]:
         except FileNotFoundError:
             raise BackupNotFound(job.backup_id) from None
         except OSError as error:
-            raise _read_failure(error) from error
+            raise read_failure(error) from error
         stored = _StoredFile(job, opened.stream, opened.size, reporter)
         # Before the stream closes: the hashing thread must be out of its read.
         stack.callback(stored.close)
@@ -310,16 +309,11 @@ def _read(stream: BinaryIO, size: int) -> bytes:
     try:
         return stream.read(size)
     except OSError as error:
-        raise _read_failure(error) from error
+        raise read_failure(error) from error
 
 
 def _read_into(stream: BinaryIO, buffer: bytearray) -> int:
     try:
         return stream.readinto(buffer)
     except OSError as error:
-        raise _read_failure(error) from error
-
-
-def _read_failure(error: OSError) -> StorageFailure:
-    reason = error.strerror or str(error)
-    return StorageFailure(reason, msg=f"Could not read the backup file: {reason}")
+        raise read_failure(error) from error
