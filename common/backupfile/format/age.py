@@ -232,25 +232,29 @@ def _encode_stanza(args: list[bytes], body: bytes) -> bytes:
 
 
 @dataclass(frozen=True)
-class _ScryptWrap:
-    """A passphrase's scrypt key with its salt: all of an scrypt stanza but the file key."""
+class PassphraseKey:
+    """A passphrase's scrypt key with its salt: all of an scrypt stanza but the file key.
+
+    Deriving it is the slow, memory-hungry part of writing to a passphrase (256 MiB and most
+    of a second at work factor 18); it needs no file key, so a caller can derive it while it
+    does other work and hand it to AgeWriter.for_passphrase_key.
+    """
 
     salt: bytes
     work_factor: int
     key: bytes = field(repr=False)
 
     @classmethod
-    def derive(cls, passphrase: bytes, work_factor: int) -> _ScryptWrap:
+    def derive(cls, passphrase: str | bytes, work_factor: int = DEFAULT_WORK_FACTOR
+               ) -> PassphraseKey:
+        if not 1 <= work_factor <= MAX_WORK_FACTOR:
+            raise ValueError(f"work factor must be 1..{MAX_WORK_FACTOR}")
         salt = os.urandom(16)
-        return cls(salt, work_factor, _scrypt_key(passphrase, salt, work_factor))
+        return cls(salt, work_factor, _scrypt_key(_as_bytes(passphrase), salt, work_factor))
 
     def stanza(self, file_key: bytes) -> bytes:
         body = ChaCha20Poly1305(self.key).encrypt(_ZERO_NONCE, file_key, None)
         return _encode_stanza([b"scrypt", _b64(self.salt), str(self.work_factor).encode()], body)
-
-
-def _scrypt_stanza(passphrase: bytes, file_key: bytes, work_factor: int) -> bytes:
-    return _ScryptWrap.derive(passphrase, work_factor).stanza(file_key)
 
 
 def _x25519_stanza(recipient: X25519PublicKey, file_key: bytes) -> bytes:
@@ -405,7 +409,8 @@ def _unwrap_file_key(
 class AgeWriter:
     """Write-only file object encrypting to an age v1 stream on sink.
 
-    Build with for_passphrase() or for_recipients(); the header goes to the sink at once.
+    Build with for_passphrase(), for_passphrase_key() or for_recipients(); the header goes to
+    the sink at once.
     """
 
     def __init__(self, sink: _Sink, file_key: bytes, stanzas: list[bytes]) -> None:
@@ -421,10 +426,13 @@ class AgeWriter:
     def for_passphrase(
         cls, sink: _Sink, passphrase: str | bytes, work_factor: int = DEFAULT_WORK_FACTOR
     ) -> AgeWriter:
-        if not 1 <= work_factor <= MAX_WORK_FACTOR:
-            raise ValueError(f"work factor must be 1..{MAX_WORK_FACTOR}")
+        return cls.for_passphrase_key(sink, PassphraseKey.derive(passphrase, work_factor))
+
+    @classmethod
+    def for_passphrase_key(cls, sink: _Sink, key: PassphraseKey) -> AgeWriter:
+        """To a passphrase whose key was derived beforehand; a fresh file key each time."""
         file_key = os.urandom(16)
-        return cls(sink, file_key, [_scrypt_stanza(_as_bytes(passphrase), file_key, work_factor)])
+        return cls(sink, file_key, [key.stanza(file_key)])
 
     @classmethod
     def for_recipients(cls, sink: _Sink, recipients: Sequence[str]) -> AgeWriter:
@@ -690,8 +698,7 @@ def rekey_header(
     source = _Source(io.BytesIO(head))
     parsed = _read_header(source)
     with ThreadPoolExecutor(1, thread_name_prefix="age-new-scrypt") as pool:
-        wrap = (pool.submit(_ScryptWrap.derive, _as_bytes(new_key.passphrase),
-                            new_key.work_factor)
+        wrap = (pool.submit(PassphraseKey.derive, new_key.passphrase, new_key.work_factor)
                 if new_key.passphrase is not None else None)
         file_key = _unwrap_file_key(parsed, secret, keys, max_work_factor)
         if wrap is not None:

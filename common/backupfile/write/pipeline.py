@@ -3,6 +3,11 @@
 Plain Python, free of Celery and Redis, so that it can be tested and benchmarked alone; the task
 that runs it passes a Reporter for progress, warnings and the stop flag.
 
+A passphrase's key derivation (scrypt: most of a second of one core, 256 MiB) runs on a thread
+of its own while the sources are measured and the first files are asked of the disk
+(write/readahead.py); the pipeline starts once the key is there, so that the memory of the two
+never adds up.
+
 Reading, the files' hash (format/filehash.py) and feeding zstd run on the calling thread, and
 zstd compresses on its own worker threads; the encryption, the SHA-512 and the disk writes each
 run on a thread of their own, fed through small bounded queues (io/handoff.py). All of these
@@ -19,24 +24,29 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
 
 import zstandard
 
-from common.backupfile.format.age import AgeWriter
+from common.backupfile.format.age import AgeWriter, PassphraseKey
 from common.backupfile.io.blocks import COPY_SIZE
 from common.backupfile.io.handoff import Consumer
 from common.backupfile.io.hashing import BinarySink, HashingWriter
 from common.backupfile.io.progress import Reporter, Watch
 from common.backupfile.io.storage import BackupStorage, backup_file_name
 from common.backupfile.write.archive import ArchiveWriter
-from common.backupfile.write.sources import Source, measure, walk
+from common.backupfile.write.readahead import ReadAhead
+from common.backupfile.write.sources import Entry, Source, measure, walk
 
 # About 1 MiB each, per stage: enough to ride out a pause on either side of a handoff, small
 # next to scrypt's peak.
 _CHUNKS_IN_FLIGHT = 8
+# How often a task waiting for its key derivation looks for a cancel.
+_KEY_WAIT_SECONDS = 0.2
 
 
 @dataclass(frozen=True)
@@ -78,8 +88,16 @@ def run_backup(job: BackupJob, reporter: Reporter) -> BackupOutcome:
     """Writes the backup file of job; it exists under its final name only if this returns."""
     local = job.storage.local_folder()
     exclude = (*job.exclude, *((local,) if local else ()))
-    _, total_bytes = measure(job.sources, exclude)
-    watch = Watch(reporter, total_bytes)
+    with ThreadPoolExecutor(1, thread_name_prefix="backup-scrypt") as pool:
+        # Leaving early (a missing source, a cancel) still waits for a started derivation:
+        # its memory must be gone before the next task's begins.
+        derivation = (pool.submit(PassphraseKey.derive, job.passphrase, job.work_factor)
+                      if job.passphrase is not None else None)
+        _, total_bytes = measure(job.sources, exclude)
+        watch = Watch(reporter, total_bytes)
+        entries = ReadAhead(walk(job.sources, exclude, watch.reporter.warning))
+        entries.prime()
+        key = _derived_key(derivation, watch.checkpoint) if derivation else None
     generated_on = time.time_ns() // 1_000_000
     name = backup_file_name(job.backup_id, job.encrypted)
     stages = _Stages(watch.checkpoint)
@@ -87,37 +105,46 @@ def run_backup(job: BackupJob, reporter: Reporter) -> BackupOutcome:
           stages.writer(stored, "backup-disk", owned=True) as disk):
         hasher = HashingWriter(disk)
         with stages.writer(hasher, "backup-hash", owned=True) as hashing:
-            archive = _write_encrypted(job, exclude, hashing, watch, generated_on, stages)
+            encryptor = _open_encryption(job, key, hashing)
+            archive = _write_encrypted(job, entries, encryptor or hashing, watch, generated_on,
+                                       stages)
+            if encryptor is not None:
+                encryptor.close()
     watch.finish()
     return BackupOutcome(job.backup_id, name, hasher.size, hasher.formatted(),
                          archive.files, archive.source_bytes, generated_on)
 
 
-def _write_encrypted(
-    job: BackupJob, exclude: tuple[Path, ...], sink: BinarySink, watch: Watch,
-    generated_on: int, stages: _Stages,
-) -> ArchiveWriter:
-    # The key derivation (hundreds of MiB for scrypt) runs before the compressor exists, so
-    # that the two memory peaks never add up.
-    encryptor = _open_encryption(job, sink)
-    # Owned: the compressor hands on fresh bytes objects that nobody changes.
-    with stages.writer(encryptor or sink, "backup-writer", owned=True) as pipe:
-        archive = _write_compressed(job, exclude, pipe, watch, generated_on)
-    if encryptor is not None:
-        encryptor.close()
-    return archive
+def _derived_key(derivation: Future[PassphraseKey], checkpoint: Callable[[], None]
+                 ) -> PassphraseKey:
+    """The derivation's key, once it is there; a cancel meanwhile is raised at once."""
+    while True:
+        try:
+            return derivation.result(timeout=_KEY_WAIT_SECONDS)
+        except FutureTimeout:
+            checkpoint()
 
 
-def _open_encryption(job: BackupJob, sink: BinarySink) -> AgeWriter | None:
+def _open_encryption(job: BackupJob, key: PassphraseKey | None, sink: BinarySink
+                     ) -> AgeWriter | None:
     if job.recipients:
         return AgeWriter.for_recipients(sink, list(job.recipients))
-    if job.passphrase is not None:
-        return AgeWriter.for_passphrase(sink, job.passphrase, work_factor=job.work_factor)
+    if key is not None:
+        return AgeWriter.for_passphrase_key(sink, key)
     return None
 
 
+def _write_encrypted(
+    job: BackupJob, entries: Iterable[Entry], sink: BinarySink, watch: Watch,
+    generated_on: int, stages: _Stages,
+) -> ArchiveWriter:
+    # Owned: the compressor hands on fresh bytes objects that nobody changes.
+    with stages.writer(sink, "backup-writer", owned=True) as pipe:
+        return _write_compressed(job, entries, pipe, watch, generated_on)
+
+
 def _write_compressed(
-    job: BackupJob, exclude: tuple[Path, ...], sink: BinarySink, watch: Watch,
+    job: BackupJob, entries: Iterable[Entry], sink: BinarySink, watch: Watch,
     generated_on: int,
 ) -> ArchiveWriter:
     compressor = _BlockCompressor(zstandard.ZstdCompressor(
@@ -126,7 +153,7 @@ def _write_compressed(
     names = [source.name for source in job.sources]
     with ArchiveWriter(compressor, job.backup_id, names, generated_on, warn,
                        watch.advance, watch.checkpoint) as archive:
-        for entry in walk(job.sources, exclude, warn):
+        for entry in entries:
             archive.add(entry)
     # Only on success: closing ends the zstd frame, which a failed backup must not get.
     compressor.close()

@@ -10,13 +10,14 @@ from pathlib import Path
 import pyrage
 import pytest
 
-from common.backupfile.format.age import AgeReader, generate_x25519_identity
+from common.backupfile.format.age import AgeReader, PassphraseKey, generate_x25519_identity
 from common.backupfile.format.manifest import MANIFEST_NAME
 from common.backupfile.io import folder as folder_io
 from common.backupfile.io import handoff, progress
 from common.backupfile.io.folder import FolderStorage
 from common.backupfile.io.hashing import HashingWriter, format_sha512, sha512_of_file
 from common.backupfile.io.storage import backup_file_name
+from common.backupfile.write import readahead
 from common.backupfile.write.pipeline import BackupJob, run_backup
 from common.backupfile.write.sources import Source
 from common.errors import FileSkipped, InsufficientStorage, SourceUnavailable, TaskCanceled
@@ -166,6 +167,45 @@ def test_stop_midway_cancels_and_leaves_nothing(source, backup_dir, monkeypatch)
                    RecordingReporter(stop_after_checks=8))
     assert os.listdir(backup_dir) == []
     assert "backup-writer" not in [thread.name for thread in threading.enumerate()]
+
+
+def test_the_first_files_are_asked_of_the_disk_while_the_key_is_derived(
+    source, backup_dir, tmp_path, monkeypatch
+) -> None:
+    asked = threading.Event()
+    monkeypatch.setattr(readahead, "_ADVISE", lambda _path: asked.set())
+    real_derive = PassphraseKey.derive
+
+    def derive_once_files_are_asked(passphrase, work_factor):
+        # Waits for the hint, as the derivation's second of CPU would; no hint, no key.
+        if not asked.wait(10):
+            raise AssertionError("no file was asked for while the key was derived")
+        return real_derive(passphrase, work_factor)
+
+    monkeypatch.setattr(PassphraseKey, "derive", derive_once_files_are_asked)
+    outcome = run_backup(job_for(source, backup_dir, passphrase=PASSPHRASE), RecordingReporter())
+    with open(backup_dir / outcome.file_name, "rb") as sealed:
+        compressed = AgeReader(sealed, passphrase=PASSPHRASE).readall()
+    assert tree_contents(untar_zstd(compressed, tmp_path / "out") / "etc") == tree_contents(source)
+
+
+def test_a_cancel_while_the_key_is_derived_leaves_no_thread_and_no_file(
+    source, backup_dir, monkeypatch
+) -> None:
+    monkeypatch.setattr(progress, "_STOP_CHECK_INTERVAL", 0)
+    real_derive = PassphraseKey.derive
+
+    def slow_derive(passphrase, work_factor):
+        time.sleep(1)
+        return real_derive(passphrase, work_factor)
+
+    monkeypatch.setattr(PassphraseKey, "derive", slow_derive)
+    with pytest.raises(TaskCanceled):
+        run_backup(job_for(source, backup_dir, passphrase=PASSPHRASE),
+                   RecordingReporter(stop_after_checks=0))
+    # The derivation was waited for, so that its memory is gone before another task's.
+    assert _backup_threads(0) == []
+    assert os.listdir(backup_dir) == []
 
 
 def _backup_threads(seconds: float = 2.0) -> list[str]:
