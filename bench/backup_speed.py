@@ -12,7 +12,8 @@ driven through expect since it reads the passphrase from a terminal; it does no 
 --x25519 a second pair runs in the same rounds: both encrypt to one X25519 recipient, and the
 script has no tee and no SHA-512 (`... | age -r KEY > FILE`). The rounds alternate (ours,
 script, ...) so that a busy moment of the machine hits each; the medians, ranges, CPU seconds,
-stored sizes and ratios are printed.
+stored sizes and ratios are printed. With --cold (root) the page cache is dropped before each
+run, so that both read the files from the disk, as a backup of files nobody read lately does.
 
 Then the floor: the work every backup must do, each part measured alone on this machine, in
 CPU seconds: zstd at our level and threads over the file bytes, the SHA-512 of the stored
@@ -128,7 +129,10 @@ def compare(setup: Setup, args: argparse.Namespace, size: int) -> float:
     if args.x25519:
         contenders |= {"ours x25519": lambda: ours(setup, x25519=True),
                        "script x25519": lambda: script(setup, x25519=True)}
-    print(f"\n== backup: ours vs the script, {args.rounds} rounds, alternating")
+    if args.cold:
+        contenders = {name: benchlib.from_cold(run) for name, run in contenders.items()}
+    print(f"\n== backup: ours vs the script, {args.rounds} rounds, alternating"
+          + (", the page cache dropped before each run" if args.cold else ""))
     benchlib.alternate(contenders, 1)
     print("(warm-up round above, not counted)")
     times = benchlib.alternate(contenders, args.rounds)
@@ -303,6 +307,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--x25519", action="store_true",
                         help="also compare both sides encrypting to an X25519 recipient, the "
                              "script without tee and SHA-512")
+    parser.add_argument("--cold", action="store_true",
+                        help="drop the page cache before each run of the comparison, as for "
+                             "files nobody read lately (needs root; the floor stays warm)")
     parser.add_argument("--sweep", metavar="LEVELS:THREADS",
                         help="only time ours at each level and thread count, e.g. 1,3:1,2")
     args = parser.parse_args(argv)

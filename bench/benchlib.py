@@ -159,6 +159,25 @@ def alternate(contenders: dict[str, Callable[[], float]], rounds: int) -> dict[s
 CPU_SECONDS: dict[str, list[float]] = {}
 
 
+def drop_page_cache() -> None:
+    """Writes back and drops the kernel's page cache, so that the next run reads the disk as
+    a backup of files nobody read lately does (needs root)."""
+    os.sync()
+    try:
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+    except OSError as error:
+        raise SystemExit(f"cannot drop the page cache ({error}): --cold needs root") from None
+
+
+def from_cold(run: Callable[[], float]) -> Callable[[], float]:
+    """run, each time after the page cache was dropped (not timed)."""
+    def cold() -> float:
+        drop_page_cache()
+        return run()
+
+    return cold
+
+
 def _cpu_seconds() -> float:
     own, children = (resource.getrusage(who) for who in (resource.RUSAGE_SELF,
                                                          resource.RUSAGE_CHILDREN))
