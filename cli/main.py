@@ -121,6 +121,8 @@ def _api(args: argparse.Namespace) -> int:
 
 def _worker(args: argparse.Namespace) -> int:
     settings = load_settings()  # fail early, naming a bad setting, before Celery starts
+    from celery.utils.nodenames import default_nodename, host_format
+
     from common.celery_app import CONTROL_QUEUE, QUEUE
     from common.logs import configure_logging
     from worker.app import celery
@@ -130,12 +132,16 @@ def _worker(args: argparse.Namespace) -> int:
     log_ticks_at_debug()
 
     name = args.name or f"h4-{os.getpid()}@%h"
-    # --quiet: no banner on stdout, so every line a worker writes is a JSON log line.
     concurrency = args.concurrency or settings.worker_concurrency
-    celery.worker_main(["--quiet", "worker", "-Q", f"{QUEUE},{CONTROL_QUEUE}",
-                        "--concurrency", str(concurrency), "-n", name,
-                        "--without-gossip", "--without-mingle"])
-    return 0
+    # Started as Celery's `worker` command starts it, without going through that command:
+    # Celery's command line imports its shell and every plugin installed beside it (Flower,
+    # prompt_toolkit, pygments, tornado: 14 MiB and 338 modules), which every pool process
+    # would inherit. quiet: no banner on stdout, so every line is a JSON log line.
+    worker = celery.Worker(hostname=host_format(default_nodename(name)),
+                           queues=[QUEUE, CONTROL_QUEUE], concurrency=concurrency,
+                           without_gossip=True, without_mingle=True, quiet=True)
+    worker.start()
+    return worker.exitcode or 0
 
 
 def _beat(_args: argparse.Namespace) -> int:
@@ -147,8 +153,9 @@ def _beat(_args: argparse.Namespace) -> int:
     celery = worker.app.celery
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     log_ticks_at_debug()
-    # --quiet: no banner on stdout, so every line beat writes is a JSON log line.
-    celery.start(["--quiet", "beat", "--schedule", str(settings.data_dir / "beat-schedule")])
+    # As Celery's `beat` command starts it, without the imports of that command (see _worker);
+    # quiet: no banner on stdout, so every line beat writes is a JSON log line.
+    celery.Beat(schedule=str(settings.data_dir / "beat-schedule"), quiet=True).run()
     return 0
 
 

@@ -16,8 +16,10 @@ to 462 MiB, because of two things:
   Celery's many long-lived objects rarely runs by itself: 4 MiB more after every backup.
 
 With one arena and a release after each task that grew the process, every backup peaks where
-the first one does (322 to 324 MiB over 20): the idle process (about 67 MiB of Python, Celery
-and library code) plus scrypt.
+the first one does: the idle process plus scrypt. The idle process is what the worker's main
+process held when it forked the pool, which is why `h4backup worker` starts Celery's worker
+without Celery's command line (cli/main.py): 52 MiB between tasks rather than 66, and peaks of
+about 308 MiB.
 """
 
 from __future__ import annotations
