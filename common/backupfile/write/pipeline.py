@@ -45,6 +45,9 @@ from common.backupfile.write.sources import Entry, Source, measure, walk
 # About 1 MiB each, per stage: enough to ride out a pause on either side of a handoff, small
 # next to scrypt's peak.
 _CHUNKS_IN_FLIGHT = 8
+# What the disk may read ahead while scrypt takes its second of CPU: about that second of a
+# disk at 500 MB/s.
+_PRIME_BYTES = 512 << 20
 # How often a task waiting for its key derivation looks for a cancel.
 _KEY_WAIT_SECONDS = 0.2
 
@@ -96,7 +99,7 @@ def run_backup(job: BackupJob, reporter: Reporter) -> BackupOutcome:
         _, total_bytes = measure(job.sources, exclude)
         watch = Watch(reporter, total_bytes)
         entries = ReadAhead(walk(job.sources, exclude, watch.reporter.warning))
-        entries.prime()
+        entries.prime(_PRIME_BYTES if derivation else None)
         key = _derived_key(derivation, watch.checkpoint) if derivation else None
     generated_on = time.time_ns() // 1_000_000
     name = backup_file_name(job.backup_id, job.encrypted)

@@ -65,9 +65,15 @@ class ReadAhead:
         self._advise = advise or _ADVISE
         self._walked = False
 
-    def prime(self) -> None:
-        """Fills the window now, before the first entry is taken."""
-        self._fill()
+    def prime(self, ahead_bytes: int | None = None) -> None:
+        """Fills the window now, before the first entry is taken; up to ahead_bytes, if given,
+        in place of the window's own size (the window then shrinks back as entries are taken)."""
+        usual = self._ahead_bytes
+        self._ahead_bytes = max(usual, ahead_bytes or 0)
+        try:
+            self._fill()
+        finally:
+            self._ahead_bytes = usual
 
     def __iter__(self) -> Iterator[Entry]:
         self._fill()
@@ -75,8 +81,10 @@ class ReadAhead:
             entry = self._window.popleft()
             if entry.kind == "file":
                 self._window_bytes -= entry.stat.st_size
-            yield entry
+            # Refilled before the entry is handed on: the next file is asked for while this
+            # one is read.
             self._fill()
+            yield entry
 
     def _fill(self) -> None:
         while (not self._walked and self._window_bytes < self._ahead_bytes

@@ -37,10 +37,11 @@ def test_files_are_asked_for_a_window_of_bytes_ahead_of_the_one_taken(tmp_path: 
     for entry in ReadAhead(_entries(root), ahead_bytes=250, advise=advised.append):
         if entry.kind == "file":
             seen_when_taken.append((Path(entry.path).name, [Path(p).name for p in advised]))
-    # Taking f000 leaves f001 and f002 (200 bytes) in the window, so f003 is asked for too.
-    assert seen_when_taken[0] == ("f000", ["f000", "f001", "f002"])
-    assert seen_when_taken[1] == ("f001", ["f000", "f001", "f002", "f003"])
-    # Never more than one file past the window's bytes; each file once.
+    # Taking f000 leaves f001 and f002 (200 bytes) in the window, so f003 is asked for
+    # before f000 is handed on.
+    assert seen_when_taken[0] == ("f000", ["f000", "f001", "f002", "f003"])
+    assert seen_when_taken[1] == ("f001", ["f000", "f001", "f002", "f003", "f004"])
+    # Never more than the window's bytes, and one file, past the one taken; each file once.
     for name, asked in seen_when_taken:
         assert len(asked) <= int(name[1:]) + 4
     assert sorted(advised) == sorted(set(advised)) and len(advised) == 10
@@ -88,3 +89,17 @@ def test_without_an_advice_given_the_modules_default_is_taken(tmp_path: Path, mo
     monkeypatch.setattr(readahead, "_ADVISE", advised.append)
     list(ReadAhead(_entries(root)))
     assert len(advised) == 3
+
+
+def test_a_larger_prime_asks_further_then_the_window_shrinks_back(tmp_path: Path) -> None:
+    root = _tree(tmp_path / "t", 10, 100)
+    advised: list[str] = []
+    ahead = ReadAhead(_entries(root), ahead_bytes=250, advise=advised.append)
+    ahead.prime(650)
+    assert len(advised) == 7
+    taken = iter(ahead)
+    for _ in range(5):  # the source's folder, then f000 to f003: 300 bytes left ahead
+        next(taken)
+    assert len(advised) == 7  # nothing more until the window is below its own 250 bytes
+    next(taken)  # f004: 200 bytes left, so f007 is asked for before f004 comes out
+    assert len(advised) == 8
