@@ -31,11 +31,10 @@ from common.backupfile.format.filehash import CURRENT, FileHasher, global_record
 from common.backupfile.format.manifest import MANIFEST_NAME, encode_line, header_line
 from common.backupfile.format.tarstream import TarStream
 from common.backupfile.io.blocks import COPY_SIZE
-from common.backupfile.write.sources import Entry
+from common.backupfile.write.sources import SOURCE_FILE_FLAGS, Entry
 from common.errors import FileChanged, FileUnreadable, FileVanished, H4Error
 
 _MANIFEST_MEMORY = 1 << 20
-_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 WarningSink = Callable[[H4Error], None]
 
@@ -181,7 +180,7 @@ class ArchiveWriter:
 
     def _add_file(self, entry: Entry) -> None:
         try:
-            fd = os.open(entry.path, _OPEN_FLAGS)
+            fd = os.open(entry.path, SOURCE_FILE_FLAGS)
         except OSError as error:
             self._on_warning(_access_warning(entry.archive_name, error))
             return

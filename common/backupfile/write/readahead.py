@@ -20,19 +20,18 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterator
 
-from common.backupfile.write.sources import Entry
+from common.backupfile.write.sources import SOURCE_FILE_FLAGS, Entry
 
 # About a quarter of a second of a disk at 500 MB/s: enough to hide each file's first wait,
 # small next to the page cache of any machine that runs backups.
 AHEAD_BYTES = 128 << 20
 AHEAD_ENTRIES = 4096
-_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
 def advise_will_need(path: str) -> bool:
     """Starts reading path into the page cache without waiting; whether the hint was given."""
     try:
-        fd = os.open(path, _OPEN_FLAGS)
+        fd = os.open(path, SOURCE_FILE_FLAGS)
     except OSError:
         return False
     try:

@@ -31,6 +31,11 @@ _SKIPPED_KINDS = (
 )
 
 
+# How a walked file is opened, by the archive and by the read-ahead alike: a symlink that took
+# its place is not followed, and a fifo that took it does not block the open.
+SOURCE_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
 @dataclass(frozen=True)
 class Source:
     """A named tree (or single file) to back up; the name is its top folder in the archive."""
