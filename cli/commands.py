@@ -276,19 +276,17 @@ def task_list(args: argparse.Namespace) -> int:
 
 def checks_show(args: argparse.Namespace) -> int:
     api, output = _connect(args)
-    config = api.json("GET", "/backups/checks")
-    if args.json:
-        output.emit(config)
-        return OK
-    output.note(_checks_text(config))
-    return OK
+    return _show_checks(args, output, api.json("GET", "/backups/checks"))
 
 
 def checks_set(args: argparse.Namespace) -> int:
     api, output = _connect(args)
-    config = api.json("PUT", "/backups/checks", json={
+    return _show_checks(args, output, api.json("PUT", "/backups/checks", json={
         "enabled": not args.off, "intervalSeconds": args.every, "cron": args.cron,
-        "full": args.full})
+        "full": args.full}))
+
+
+def _show_checks(args: argparse.Namespace, output: Output, config: dict[str, Any]) -> int:
     if args.json:
         output.emit(config)
     else:
